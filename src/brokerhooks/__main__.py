@@ -1,0 +1,3 @@
+from brokerhooks.cli import main
+
+main()

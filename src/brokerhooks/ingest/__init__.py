@@ -1,0 +1,1 @@
+"""HTTP endpoints that accept deliveries."""

@@ -1,0 +1,134 @@
+"""Recognising brokers by their API key, and slowing down key guessers.
+
+The directory keeps every active broker's keyed hash in memory and reloads
+it from the store at most every ``broker_cache_seconds`` (and, on an unknown
+key, at most once a second), so that the hot path rarely touches the store
+and a rotated or removed key stops working within seconds in every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from brokerhooks.security.secrets import Secret, Vault, constant_time_equal
+from brokerhooks.store.brokers import BrokerKey, active_broker_keys
+from brokerhooks.store.database import transaction
+
+SCHEME = "salestrekker"
+_MISS_RELOAD_SECONDS = 1.0
+
+
+def parse_authorization(header: str | None) -> Secret | None:
+    """The key from ``Salestrekker <key>``; None if missing or malformed.
+
+    The scheme is matched case-insensitively; surrounding spaces are ignored.
+    """
+    if header is None:
+        return None
+    parts = header.strip().split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != SCHEME:
+        return None
+    key = parts[1].strip()
+    if not key or any(character.isspace() for character in key):
+        return None
+    return Secret(key)
+
+
+class BrokerDirectory:
+    """Finds the broker an API key belongs to."""
+
+    def __init__(self, engine: Engine, vault: Vault, *, ttl: float) -> None:
+        self._engine = engine
+        self._vault = vault
+        self._ttl = ttl
+        self._miss_reload = min(ttl, _MISS_RELOAD_SECONDS)
+        self._by_hash: dict[str, BrokerKey] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def find(self, key: Secret) -> BrokerKey | None:
+        """The broker whose key this is, or None. May raise StoreUnavailable."""
+        hashes = self._vault.lookup_hashes(key)
+        if time.monotonic() - self._loaded_at > self._ttl:
+            await self._reload()
+        found = self._match(hashes)
+        if found is None and time.monotonic() - self._loaded_at > self._miss_reload:
+            await self._reload()
+            found = self._match(hashes)
+        return found
+
+    def _match(self, hashes: list[str]) -> BrokerKey | None:
+        for candidate_hash in hashes:
+            broker = self._by_hash.get(candidate_hash)
+            if broker is not None and constant_time_equal(
+                broker.api_key_hash, candidate_hash
+            ):
+                return broker
+        return None
+
+    async def _reload(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at <= self._miss_reload:
+                return  # another delivery reloaded while we waited
+            keys = await asyncio.to_thread(self._load)
+            self._by_hash = {key.api_key_hash: key for key in keys}
+            self._loaded_at = time.monotonic()
+
+    def _load(self) -> list[BrokerKey]:
+        with transaction(self._engine) as connection:
+            return active_broker_keys(connection)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    window_started: float
+    blocked_until: float = 0.0
+
+
+class FailureThrottle:
+    """Blocks an address after repeated authentication failures.
+
+    ``limit`` failures within ``window`` seconds block the address for
+    ``cooldown`` seconds. Kept per process, for at most ``capacity`` addresses
+    (the oldest are forgotten first).
+    """
+
+    def __init__(
+        self, *, limit: int, window: float, cooldown: float, capacity: int = 10_000
+    ) -> None:
+        self._limit = limit
+        self._window = window
+        self._cooldown = cooldown
+        self._capacity = capacity
+        self._by_address: OrderedDict[str, _Failures] = OrderedDict()
+
+    def retry_after(self, address: str) -> float:
+        """Seconds the address must still wait, or 0 if it may try."""
+        entry = self._by_address.get(address)
+        if entry is None:
+            return 0.0
+        return max(0.0, entry.blocked_until - time.monotonic())
+
+    def failed(self, address: str) -> None:
+        now = time.monotonic()
+        entry = self._by_address.get(address)
+        if entry is None or now - entry.window_started > self._window:
+            entry = _Failures(count=0, window_started=now)
+        entry.count += 1
+        if entry.count >= self._limit:
+            entry.blocked_until = now + self._cooldown
+            entry.count = 0
+            entry.window_started = now
+        self._by_address[address] = entry
+        self._by_address.move_to_end(address)
+        while len(self._by_address) > self._capacity:
+            self._by_address.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        self._by_address.pop(address, None)

@@ -1,0 +1,1 @@
+"""Secrets at rest, key lookup and redaction."""

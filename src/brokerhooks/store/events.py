@@ -1,0 +1,117 @@
+"""Queries on events and deliveries, and the rows ingest writes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, select
+
+from brokerhooks.errors import NotFound
+from brokerhooks.store.models import Broker, Delivery, Event
+from brokerhooks.store.writer import Write
+
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    broker: str
+    broker_id: str
+    source: str
+    type: str
+    entity_id: str
+    deal_id: str | None
+    status: str
+    received_at: datetime
+    payload: str
+    delivery_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "broker": self.broker,
+            "source": self.source,
+            "type": self.type,
+            "entity_id": self.entity_id,
+            "deal_id": self.deal_id,
+            "status": self.status,
+            "received_at": self.received_at.isoformat(),
+            "payload": json.loads(self.payload),
+            "delivery_id": self.delivery_id,
+        }
+
+
+def delivery_write(row: dict[str, Any]) -> Write:
+    return Write().add(DELIVERIES, row)
+
+
+def accepted_event_write(event: dict[str, Any], delivery: dict[str, Any]) -> Write:
+    """The rows of an accepted delivery: the event and its delivery record."""
+    return Write().add(EVENTS, event).add(DELIVERIES, delivery)
+
+
+_EVENT_COLUMNS = (
+    Event.id,
+    Broker.name.label("broker"),
+    Event.broker_id,
+    Event.source,
+    Event.type,
+    Event.entity_id,
+    Event.deal_id,
+    Event.status,
+    Event.received_at,
+    Event.payload,
+    Event.delivery_id,
+)
+
+
+def list_events(
+    connection: Connection,
+    *,
+    broker_id: str | None = None,
+    type: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[EventRecord]:
+    """The newest events first, filtered."""
+    query = select(*_EVENT_COLUMNS).join(Broker, Broker.id == Event.broker_id)
+    if broker_id is not None:
+        query = query.where(Event.broker_id == broker_id)
+    if type is not None:
+        query = query.where(Event.type == type)
+    if status is not None:
+        query = query.where(Event.status == status)
+    rows = connection.execute(query.order_by(Event.id.desc()).limit(limit)).all()
+    return [EventRecord(**row._mapping) for row in rows]
+
+
+def get_event(connection: Connection, event_id: str) -> EventRecord:
+    row = connection.execute(
+        select(*_EVENT_COLUMNS)
+        .join(Broker, Broker.id == Event.broker_id)
+        .where(Event.id == event_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no event with id {event_id}")
+    return EventRecord(**row._mapping)
+
+
+def get_delivery(connection: Connection, delivery_id: str) -> dict[str, Any]:
+    row = connection.execute(
+        select(DELIVERIES).where(Delivery.id == delivery_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no delivery with id {delivery_id}")
+    return dict(row._mapping)
+
+
+def list_deliveries(connection: Connection, *, limit: int = 50) -> list[dict[str, Any]]:
+    rows = connection.execute(
+        select(DELIVERIES).order_by(Delivery.received_at.desc()).limit(limit)
+    ).all()
+    return [dict(row._mapping) for row in rows]

@@ -1,0 +1,226 @@
+"""The tables, as SQLAlchemy 2 declarative models.
+
+The migrations in ``store/migrations`` create exactly these tables; a test
+compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from brokerhooks.store.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Event statuses. `unsupported` comes from ingest; the rest from processing.
+RECEIVED = "received"
+UNSUPPORTED = "unsupported"
+EVENT_STATUSES = (
+    RECEIVED,
+    "processing",
+    "done",
+    "coalesced",
+    "dead",
+    "needs_attention",
+    UNSUPPORTED,
+)
+
+UUID_LENGTH = 36
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Broker(Base):
+    """A tenant: owns a SalesTrekker connection, rules and events.
+
+    A removed broker keeps its row (its events point at it) with its key
+    wiped; its name becomes free for a new broker.
+    """
+
+    __tablename__ = "brokers"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    salestrekker_url: Mapped[str] = mapped_column(String(300))
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    api_key_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "uq_brokers_name_active",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+        Index("uq_brokers_api_key_hash", "api_key_hash", unique=True),
+    )
+
+
+class Event(Base):
+    """One accepted notification, stored durably before it is acknowledged."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id"))
+    source: Mapped[str] = mapped_column(String(20))
+    type: Mapped[str] = mapped_column(String(100))
+    entity_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    deal_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    status: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivery_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    # Filled in by processing.
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    coalesced_into: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    previous_snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
+    changes: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_events_broker_id_id", "broker_id", "id"),
+        Index("ix_events_status_id", "status", "id"),
+        Index("ix_events_deal_id", "deal_id"),
+        Index("ix_events_entity_id", "entity_id"),
+    )
+
+
+class Delivery(Base):
+    """One HTTP request received at an ingest endpoint, accepted or not.
+
+    The body is kept only as its size and SHA-256; the key never is.
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    broker_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    body_size: Mapped[int] = mapped_column(BigInteger)
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+
+    __table_args__ = (
+        Index("ix_deliveries_received_at", "received_at"),
+        Index("ix_deliveries_broker_id_received_at", "broker_id", "received_at"),
+    )
+
+
+BIGINT_ID = BigInteger().with_variant(Integer, "sqlite")
+
+# Job statuses. A job is deleted when its work is finished; the event keeps
+# the outcome.
+QUEUED = "queued"
+RUNNING = "running"
+
+
+class Job(Base):
+    """Work waiting in the queue, claimed by a worker under a lease.
+
+    Jobs with the same ``ordering_key`` run one at a time in ``id`` order;
+    a job with no key runs whenever a worker is free.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    event_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    ordering_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_ordering_key_id", "ordering_key", "id"),
+        Index("ix_jobs_event_id", "event_id"),
+    )
+
+
+class Attempt(Base):
+    """One try at processing an event, with its error if it failed."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    number: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_attempts_event_id_id", "event_id", "id"),)
+
+
+class Snapshot(Base):
+    """An entity's state as fetched from the CRM for an event."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    subject: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    event_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        Index(
+            "ix_snapshots_broker_id_subject_entity_id",
+            "broker_id",
+            "subject",
+            "entity_id",
+            "id",
+        ),
+        Index("ix_snapshots_event_id", "event_id"),
+    )
+
+
+class SalesTrekkerToken(Base):
+    """A broker's SalesTrekker session token, encrypted, until it expires."""
+
+    __tablename__ = "salestrekker_tokens"
+
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    obtained_at: Mapped[datetime] = mapped_column(UTCDateTime())

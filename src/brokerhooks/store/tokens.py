@@ -1,0 +1,42 @@
+"""Queries on SalesTrekker session tokens (stored encrypted)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select
+
+from brokerhooks.store.models import SalesTrekkerToken
+from brokerhooks.store.types import utcnow
+
+
+def load_token(connection: Connection, broker_id: str) -> tuple[str, datetime] | None:
+    """(encrypted token, expiry) of the broker, or None."""
+    row = connection.execute(
+        select(SalesTrekkerToken.token_encrypted, SalesTrekkerToken.expires_at).where(
+            SalesTrekkerToken.broker_id == broker_id
+        )
+    ).one_or_none()
+    return (row.token_encrypted, row.expires_at) if row is not None else None
+
+
+def save_token(
+    connection: Connection, broker_id: str, token_encrypted: str, expires_at: datetime
+) -> None:
+    connection.execute(
+        delete(SalesTrekkerToken).where(SalesTrekkerToken.broker_id == broker_id)
+    )
+    connection.execute(
+        SalesTrekkerToken.__table__.insert().values(
+            broker_id=broker_id,
+            token_encrypted=token_encrypted,
+            expires_at=expires_at,
+            obtained_at=utcnow(),
+        )
+    )
+
+
+def discard_token(connection: Connection, broker_id: str) -> None:
+    connection.execute(
+        delete(SalesTrekkerToken).where(SalesTrekkerToken.broker_id == broker_id)
+    )
