@@ -1,0 +1,1 @@
+"""Clients for the outside systems: SalesTrekker, Microsoft Graph, HTTP."""
