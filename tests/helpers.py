@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 from sqlalchemy import Engine
 
+from brokerhooks.ingest.salestrekker_events import subject_of
 from brokerhooks.security.secrets import Secret, Vault
 from brokerhooks.store import brokers
 from brokerhooks.store.brokers import BrokerRecord
 from brokerhooks.store.database import transaction
+from brokerhooks.store.events import accepted_event_write
+from brokerhooks.store.models import RECEIVED
+from brokerhooks.store.queue import ordering_key
+from brokerhooks.store.types import utcnow, uuid7
 
 
 def add_broker(
@@ -26,3 +34,55 @@ def add_broker(
             api_key_encrypted=vault.encrypt(key),
             api_key_hash=vault.lookup_hash(key),
         )
+
+
+def queue_event(
+    engine: Engine,
+    broker_id: str,
+    event_type: str,
+    entity_id: str,
+    deal_id: str | None = None,
+    received_at: datetime | None = None,
+) -> str:
+    """Store an event and its job exactly as ingest does; return its id."""
+    event_id = uuid7()
+    when = received_at or utcnow()
+    delivery_id = uuid7()
+    subject = subject_of(event_type)
+    if subject == "deal":
+        deal_id = entity_id
+    payload = {"event": event_type, "id": entity_id}
+    if subject == "note":
+        payload["idDeal"] = deal_id or ""
+    event = {
+        "id": event_id,
+        "broker_id": broker_id,
+        "source": "salestrekker",
+        "type": event_type,
+        "entity_id": entity_id,
+        "deal_id": deal_id,
+        "status": RECEIVED,
+        "payload": json.dumps(payload),
+        "received_at": when,
+        "delivery_id": delivery_id,
+    }
+    delivery = {
+        "id": delivery_id,
+        "source": "salestrekker",
+        "received_at": when,
+        "client_address": "127.0.0.1",
+        "status_code": 200,
+        "outcome": "accepted",
+        "reason": None,
+        "broker_id": broker_id,
+        "body_size": len(event["payload"]),
+        "body_sha256": None,
+        "event_id": event_id,
+    }
+    write = accepted_event_write(
+        event, delivery, ordering_key=ordering_key(broker_id, entity_id, deal_id)
+    )
+    with transaction(engine, write=True) as connection:
+        for table, row in write.rows:
+            connection.execute(table.insert(), [row])
+    return event_id

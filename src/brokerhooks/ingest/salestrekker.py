@@ -37,6 +37,7 @@ from brokerhooks.runtime import Runtime
 from brokerhooks.store.brokers import BrokerKey
 from brokerhooks.store.events import accepted_event_write, delivery_write
 from brokerhooks.store.models import RECEIVED, UNSUPPORTED
+from brokerhooks.store.queue import ordering_key
 from brokerhooks.store.types import utcnow, uuid7
 
 log = structlog.get_logger("brokerhooks.ingest")
@@ -288,7 +289,13 @@ async def _store(
         status_code=200, outcome="accepted", reason=reason, event_id=event_id
     )
     try:
-        await runtime.writer.write(accepted_event_write(event, delivery))
+        await runtime.writer.write(
+            accepted_event_write(
+                event,
+                delivery,
+                ordering_key=ordering_key(broker.id, parsed.entity_id, parsed.deal_id),
+            )
+        )
     except StoreUnavailable as error:
         delivery["event_id"] = None
         raise Rejection(503, "store_unavailable", str(error)) from None

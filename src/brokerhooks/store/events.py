@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from brokerhooks.errors import NotFound
-from brokerhooks.store.models import Broker, Delivery, Event
+from brokerhooks.store.models import RECEIVED, Broker, Delivery, Event, Job
+from brokerhooks.store.queue import PROCESS_EVENT, job_row
 from brokerhooks.store.writer import Write
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
 DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 
 
@@ -50,9 +52,25 @@ def delivery_write(row: dict[str, Any]) -> Write:
     return Write().add(DELIVERIES, row)
 
 
-def accepted_event_write(event: dict[str, Any], delivery: dict[str, Any]) -> Write:
-    """The rows of an accepted delivery: the event and its delivery record."""
-    return Write().add(EVENTS, event).add(DELIVERIES, delivery)
+def accepted_event_write(
+    event: dict[str, Any], delivery: dict[str, Any], *, ordering_key: str | None
+) -> Write:
+    """The rows of an accepted delivery: the event, its job, its delivery.
+
+    An unsupported event gets no job: there is nothing to process.
+    """
+    write = Write().add(EVENTS, event)
+    if event["status"] == RECEIVED:
+        write.add(
+            JOBS,
+            job_row(
+                kind=PROCESS_EVENT,
+                broker_id=event["broker_id"],
+                event_id=event["id"],
+                ordering_key=ordering_key,
+            ),
+        )
+    return write.add(DELIVERIES, delivery)
 
 
 _EVENT_COLUMNS = (

@@ -1,0 +1,1 @@
+"""Processing: the worker loop, enrichment, change detection, rule runs."""

@@ -1,0 +1,185 @@
+"""The job queue, kept in the store itself.
+
+Storing an event and queueing its job are one transaction (see
+``store.events.accepted_event_write``). Workers claim jobs under a lease;
+on PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so that any number of
+worker processes share one database, on SQLite the claim runs under the
+database's single write lock.
+
+Order: jobs that share an ``ordering_key`` (one deal, one contact) run one at
+a time, in ``id`` order. A finished job is deleted, so a job is blocked
+exactly when an earlier job with its key still exists. A job whose lease
+expired (its worker died) is claimed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import aliased
+
+from brokerhooks.store.models import QUEUED, RUNNING, Job  # noqa: F401 - re-exported
+from brokerhooks.store.types import utcnow
+
+PROCESS_EVENT = "process_event"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    broker_id: str
+    event_id: str | None
+    ordering_key: str | None
+    attempts: int
+    """How many times this job has been claimed, this claim included."""
+
+
+def ordering_key(broker_id: str, entity_id: str, deal_id: str | None) -> str:
+    """Events of one deal (its notes included) or of one contact run in order."""
+    if deal_id is not None:
+        return f"{broker_id}:deal:{deal_id}"
+    return f"{broker_id}:contact:{entity_id}"
+
+
+def job_row(
+    *,
+    kind: str,
+    broker_id: str,
+    event_id: str | None,
+    ordering_key: str | None,
+    run_after: datetime | None = None,
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "kind": kind,
+        "broker_id": broker_id,
+        "event_id": event_id,
+        "ordering_key": ordering_key,
+        "status": QUEUED,
+        "run_after": run_after or now,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
+def enqueue(connection: Connection, **fields: Any) -> None:
+    connection.execute(Job.__table__.insert().values(**job_row(**fields)))
+
+
+def claim(
+    connection: Connection, *, worker: str, limit: int, lease_seconds: float
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` runnable jobs for ``worker``."""
+    now = utcnow()
+    earlier = aliased(Job)
+    blocked = exists().where(
+        earlier.ordering_key == Job.ordering_key, earlier.id < Job.id
+    )
+    runnable = or_(
+        and_(Job.status == QUEUED, Job.run_after <= now),
+        and_(Job.status == RUNNING, Job.lease_expires_at < now),
+    )
+    query = (
+        select(Job.id)
+        .where(runnable, ~blocked)
+        .order_by(Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Job)
+    )
+    ids = list(connection.scalars(query))
+    if not ids:
+        return []
+    connection.execute(
+        update(Job)
+        .where(Job.id.in_(ids))
+        .values(
+            status=RUNNING,
+            lease_owner=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Job.attempts + 1,
+        )
+    )
+    rows = connection.execute(
+        select(
+            Job.id,
+            Job.kind,
+            Job.broker_id,
+            Job.event_id,
+            Job.ordering_key,
+            Job.attempts,
+        )
+        .where(Job.id.in_(ids))
+        .order_by(Job.id)
+    ).all()
+    return [ClaimedJob(**row._mapping) for row in rows]
+
+
+def extend_leases(
+    connection: Connection, *, worker: str, job_ids: list[int], lease_seconds: float
+) -> int:
+    """Push the leases of a worker's running jobs forward; return how many."""
+    if not job_ids:
+        return 0
+    result = connection.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.lease_owner == worker, Job.status == RUNNING)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount
+
+
+def finish(connection: Connection, *, job_id: int, worker: str) -> bool:
+    """Delete a finished job if ``worker`` still holds it.
+
+    False means the lease was lost (another worker took the job over); the
+    caller must roll its transaction back so the work counts once.
+    """
+    result = connection.execute(
+        delete(Job).where(
+            Job.id == job_id, Job.lease_owner == worker, Job.status == RUNNING
+        )
+    )
+    return result.rowcount == 1
+
+
+def retry_later(
+    connection: Connection, *, job_id: int, worker: str, run_after: datetime
+) -> bool:
+    """Put a failed job back in the queue until ``run_after``."""
+    result = connection.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == worker, Job.status == RUNNING)
+        .values(
+            status=QUEUED, run_after=run_after, lease_owner=None, lease_expires_at=None
+        )
+    )
+    return result.rowcount == 1
+
+
+def release(connection: Connection, *, job_ids: list[int], worker: str) -> int:
+    """Give unfinished jobs back at shutdown; the interrupted try is not counted."""
+    if not job_ids:
+        return 0
+    result = connection.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.lease_owner == worker, Job.status == RUNNING)
+        .values(
+            status=QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            attempts=Job.attempts - 1,
+        )
+    )
+    return result.rowcount
+
+
+def pending_job_for_event(connection: Connection, event_id: str) -> int | None:
+    return connection.scalar(select(Job.id).where(Job.event_id == event_id))
+
+
+def count_jobs(connection: Connection) -> int:
+    return connection.scalar(select(func.count()).select_from(Job)) or 0
