@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -15,14 +14,11 @@ from starlette.routing import Route
 
 from brokerhooks.config import Settings
 from brokerhooks.ingest import salestrekker
+from brokerhooks.pipeline.worker import Worker
 from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import is_reachable
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-# Extra work a service runs beside the app (the embedded worker), started
-# after the runtime and stopped before it.
-Companion = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
 async def healthz(_request: Request) -> Response:
@@ -49,21 +45,29 @@ async def metrics(request: Request) -> Response:
 def create_app(
     settings: Settings,
     runtime: Runtime | None = None,
-    companions: list[Companion] | None = None,
+    worker: Worker | None = None,
 ) -> Starlette:
-    """The service: ingest, health and metrics routes over one runtime."""
+    """The service: ingest, health and metrics routes over one runtime.
+
+    With a ``worker``, the app runs it beside the routes (``serve`` without
+    ``--no-worker``): it is woken after every commit of new events and, on
+    shutdown, finishes or releases its jobs before the writer stops.
+    """
     runtime = runtime if runtime is not None else Runtime.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.writer.start()
-        tasks = [asyncio.create_task(run(runtime)) for run in companions or []]
+        worker_task = None
+        if worker is not None:
+            runtime.writer.on_commit = worker.wake
+            worker_task = asyncio.create_task(worker.run(), name="worker")
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if worker is not None and worker_task is not None:
+                await worker.stop()
+                await worker_task
             await runtime.writer.stop()
 
     app = Starlette(

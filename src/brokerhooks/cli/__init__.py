@@ -23,9 +23,12 @@ import click
 
 from brokerhooks.cli.base import cli
 from brokerhooks.cli.brokers import brokers
+from brokerhooks.cli.connections import connections
 from brokerhooks.cli.events import events
+from brokerhooks.cli.salestrekker import salestrekker
 from brokerhooks.cli.secrets import secrets
-from brokerhooks.cli.serve import migrate, serve
+from brokerhooks.cli.serve import migrate, serve, worker
+from brokerhooks.cli.simulators import simulate, simulators
 from brokerhooks.errors import (
     BrokerhooksError,
     ConfigurationError,
@@ -41,7 +44,18 @@ EXIT_CODES: dict[type[BrokerhooksError], int] = {
     ConfigurationError: 6,
 }
 
-for command in (brokers, events, secrets, serve, migrate):
+for command in (
+    brokers,
+    connections,
+    events,
+    secrets,
+    serve,
+    migrate,
+    worker,
+    salestrekker,
+    simulators,
+    simulate,
+):
     cli.add_command(command)
 
 

@@ -41,6 +41,11 @@ class Context:
             self._check_schema(self._engine)
         return self._engine
 
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
     @property
     def vault(self) -> Vault:
         return Vault(self.settings.fernet_keys)
@@ -80,7 +85,7 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """brokerhooks: SalesTrekker webhooks turned into finished work."""
-    ctx.ensure_object(Context)
+    ctx.call_on_close(ctx.ensure_object(Context).close)
 
 
 def echo_json(value: Any) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 import uvicorn
 
 from brokerhooks.app import create_app
 from brokerhooks.cli.base import Context, _safe_url, pass_context
+from brokerhooks.pipeline.service import build_worker, run_until_signalled
+from brokerhooks.runtime import Runtime
 from brokerhooks.store import migrate as migrations
 from brokerhooks.store.database import make_engine
 
@@ -17,9 +21,12 @@ def migrate(context: Context) -> None:
     """Bring the database schema up to date."""
     settings = context.settings
     engine = make_engine(settings)
-    before = migrations.current_revision(engine)
-    migrations.upgrade(engine)
-    after = migrations.current_revision(engine)
+    try:
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine)
+        after = migrations.current_revision(engine)
+    finally:
+        engine.dispose()
     where = _safe_url(settings.database_url)
     if before == after:
         click.echo(f"{where}: schema already at {after}")
@@ -30,12 +37,25 @@ def migrate(context: Context) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Only receive; leave processing to `brokerhooks worker` processes.",
+)
 @pass_context
-def serve(context: Context, host: str, port: int) -> None:
-    """Serve the webhook endpoints, health checks and metrics."""
+def serve(context: Context, host: str, port: int, no_worker: bool) -> None:
+    """Serve the webhook endpoints, health checks and metrics.
+
+    Unless --no-worker is given, a worker runs in the same process.
+    """
     settings = context.settings
-    context.engine  # noqa: B018 - checks (and on SQLite applies) migrations
-    app = create_app(settings)
+    runtime = Runtime.build(settings, context.engine)
+    worker = (
+        None
+        if no_worker
+        else build_worker(runtime.engine, settings, metrics=runtime.metrics)
+    )
+    app = create_app(settings, runtime, worker)
     uvicorn.run(
         app,
         host=host,
@@ -46,3 +66,23 @@ def serve(context: Context, host: str, port: int) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="Jobs run at once (default: BROKERHOOKS_WORKER_CONCURRENCY).",
+)
+@click.option(
+    "--grace",
+    default=20.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on SIGTERM before being released.",
+)
+@pass_context
+def worker(context: Context, concurrency: int | None, grace: float) -> None:
+    """Process queued events (without serving HTTP)."""
+    settings = context.settings
+    the_worker = build_worker(context.engine, settings, concurrency=concurrency)
+    asyncio.run(run_until_signalled(the_worker, grace))

@@ -69,6 +69,12 @@ class EventProcessor:
         self._metrics = metrics
         self._backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
 
+    async def aclose(self) -> None:
+        """Close the connections of the readers, if they keep any."""
+        close = getattr(self._readers, "aclose", None)
+        if close is not None:
+            await close()
+
     async def _store(self, work: Callable[[Connection], T]) -> T:
         def run() -> T:
             with transaction(self._engine, write=True) as connection:

@@ -155,6 +155,7 @@ class Worker:
         await asyncio.gather(*unfinished, return_exceptions=True)
         if unfinished:
             await asyncio.to_thread(self._release, list(unfinished.values()))
+        await self._processor.aclose()
         log.info("worker_stopped", worker=self.name, released=len(unfinished))
 
     def _release(self, jobs: list[ClaimedJob]) -> None:

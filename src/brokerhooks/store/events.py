@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from brokerhooks.errors import NotFound
+from brokerhooks.store import processing
 from brokerhooks.store.models import RECEIVED, Broker, Delivery, Event, Job
 from brokerhooks.store.queue import PROCESS_EVENT, job_row
 from brokerhooks.store.writer import Write
@@ -133,3 +134,37 @@ def list_deliveries(connection: Connection, *, limit: int = 50) -> list[dict[str
         select(DELIVERIES).order_by(Delivery.received_at.desc()).limit(limit)
     ).all()
     return [dict(row._mapping) for row in rows]
+
+
+def event_details(connection: Connection, event_id: str) -> dict[str, Any]:
+    """Everything known of one event, as JSON-ready data."""
+    record = get_event(connection, event_id)
+    delivery = get_delivery(connection, record.delivery_id)
+    row = connection.execute(
+        select(
+            Event.status_reason,
+            Event.coalesced_into,
+            Event.snapshot_id,
+            Event.previous_snapshot_id,
+            Event.changes,
+            Event.processed_at,
+        ).where(Event.id == event_id)
+    ).one()
+    document = record.as_dict()
+    document.update(
+        status_reason=row.status_reason,
+        coalesced_into=row.coalesced_into,
+        processed_at=row.processed_at.isoformat() if row.processed_at else None,
+        delivery={
+            "id": delivery["id"],
+            "received_at": delivery["received_at"].isoformat(),
+            "client_address": delivery["client_address"],
+            "body_size": delivery["body_size"],
+            "body_sha256": delivery["body_sha256"],
+        },
+        attempts=processing.attempts_of(connection, event_id),
+        snapshot=processing.snapshot_data(connection, row.snapshot_id),
+        previous=processing.snapshot_data(connection, row.previous_snapshot_id),
+        changes=json.loads(row.changes) if row.changes else None,
+    )
+    return document

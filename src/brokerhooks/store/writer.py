@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +52,8 @@ class GroupWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="group-writer")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Called after each successful commit (wakes an embedded worker).
+        self.on_commit: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-writer")
@@ -90,6 +92,8 @@ class GroupWriter:
                 results = await loop.run_in_executor(
                     self._executor, self._commit, [write for write, _ in batch]
                 )
+                if self.on_commit is not None and None in results:
+                    self.on_commit()
                 for (_, future), error in zip(batch, results, strict=True):
                     if future is None or future.done():
                         continue
