@@ -54,7 +54,8 @@ def queue_event(
     payload = {"event": event_type, "id": entity_id}
     if subject == "note":
         payload["idDeal"] = deal_id or ""
-    event = {
+    body = json.dumps(payload)
+    event: dict[str, object] = {
         "id": event_id,
         "broker_id": broker_id,
         "source": "salestrekker",
@@ -62,7 +63,7 @@ def queue_event(
         "entity_id": entity_id,
         "deal_id": deal_id,
         "status": RECEIVED,
-        "payload": json.dumps(payload),
+        "payload": body,
         "received_at": when,
         "delivery_id": delivery_id,
     }
@@ -75,7 +76,7 @@ def queue_event(
         "outcome": "accepted",
         "reason": None,
         "broker_id": broker_id,
-        "body_size": len(event["payload"]),
+        "body_size": len(body),
         "body_sha256": None,
         "event_id": event_id,
     }

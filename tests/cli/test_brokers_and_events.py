@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
-from brokerhooks.cli import cli
+from brokerhooks.cli.base import cli
 from brokerhooks.config import Settings
 from brokerhooks.errors import Conflict, NotFound
 from brokerhooks.security.secrets import Secret, Vault

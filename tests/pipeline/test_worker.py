@@ -27,7 +27,7 @@ from brokerhooks.security.secrets import Vault
 from brokerhooks.store import processing, queue
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import get_event
-from brokerhooks.store.models import Attempt, Event, Snapshot
+from brokerhooks.store.models import Attempt, Event, Job, Snapshot
 from brokerhooks.store.types import utcnow
 from tests.helpers import add_broker, queue_event
 
@@ -408,7 +408,7 @@ def test_stop_releases_unfinished_jobs_without_counting_the_try(
     asyncio.run(main())
 
     with transaction(engine) as connection:
-        job = connection.execute(select(queue.Job.status, queue.Job.attempts)).one()
+        job = connection.execute(select(Job.status, Job.attempts)).one()
     assert tuple(job) == ("queued", 0)
     assert status_of(engine, event_id) == "received"
     assert attempts(engine, event_id) == [("released", "worker shut down")]

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from brokerhooks.errors import Conflict, NotFound
@@ -69,7 +69,7 @@ def create_broker(
         "created_at": utcnow(),
     }
     try:
-        connection.execute(Broker.__table__.insert().values(**values))
+        connection.execute(insert(Broker).values(**values))
     except IntegrityError:
         raise Conflict(f"a broker named {name!r} already exists") from None
     return get_broker(connection, name)

@@ -71,9 +71,11 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
     """
     options = {"sqlite_begin": "IMMEDIATE"} if write else {}
     try:
-        with engine.connect().execution_options(**options) as connection:
-            with connection.begin():
-                yield connection
+        with (
+            engine.connect().execution_options(**options) as connection,
+            connection.begin(),
+        ):
+            yield connection
     except OperationalError as error:
         raise StoreUnavailable(_short(error)) from error
     except DBAPIError as error:

@@ -224,3 +224,50 @@ class SalesTrekkerToken(Base):
     token_encrypted: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     obtained_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Microsoft 365 connection kinds and statuses.
+M365_DELEGATED = "delegated"
+M365_APP_ONLY = "app_only"
+M365_KINDS = (M365_DELEGATED, M365_APP_ONLY)
+M365_PENDING = "pending"
+M365_CONNECTED = "connected"
+M365_NEEDS_RECONNECT = "needs_reconnect"
+M365_STATUSES = (M365_PENDING, M365_CONNECTED, M365_NEEDS_RECONNECT)
+
+
+class M365Connection(Base):
+    """A broker's credentials for Microsoft 365: an app registration and tokens.
+
+    ``delegated`` connections act as the person who signed in (authorization
+    code flow with PKCE); ``app_only`` ones act on ``mailbox`` with the app's
+    own permissions (client credentials). The client secret, msal's token
+    cache and a sign-in in progress are stored encrypted. ``auth_flow_state``
+    finds the sign-in in progress when the browser comes back.
+    """
+
+    __tablename__ = "m365_connections"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    client_id: Mapped[str] = mapped_column(String(100))
+    client_secret_encrypted: Mapped[str] = mapped_column(Text)
+    authority_url: Mapped[str] = mapped_column(String(300))
+    graph_url: Mapped[str] = mapped_column(String(300))
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    token_cache_encrypted: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    auth_flow_encrypted: Mapped[str | None] = mapped_column(Text)
+    auth_flow_state: Mapped[str | None] = mapped_column(String(100))
+    auth_flow_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("uq_m365_connections_broker_id_name", "broker_id", "name", unique=True),
+        Index("uq_m365_connections_auth_flow_state", "auth_flow_state", unique=True),
+    )

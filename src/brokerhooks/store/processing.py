@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from brokerhooks.store import queue
 from brokerhooks.store.models import (
@@ -124,8 +124,19 @@ def start_attempt(
         .where(Event.id == event_id)
         .values(status=PROCESSING, status_reason=None)
     )
+    # A try still marked running belonged to a worker that died: its lease
+    # expired, which is why this worker holds the job now.
+    connection.execute(
+        update(Attempt)
+        .where(Attempt.event_id == event_id, Attempt.outcome == "running")
+        .values(
+            outcome="abandoned",
+            error="the worker stopped responding; its lease expired",
+            finished_at=utcnow(),
+        )
+    )
     result = connection.execute(
-        Attempt.__table__.insert().values(
+        insert(Attempt).values(
             event_id=event_id,
             number=number,
             worker=worker,
@@ -171,7 +182,7 @@ def add_snapshot(
     data: dict[str, Any],
 ) -> int:
     result = connection.execute(
-        Snapshot.__table__.insert().values(
+        insert(Snapshot).values(
             broker_id=broker_id,
             subject=subject,
             entity_id=entity_id,

@@ -18,10 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
-from brokerhooks.store.models import QUEUED, RUNNING, Job  # noqa: F401 - re-exported
+from brokerhooks.store.models import QUEUED, RUNNING, Job
 from brokerhooks.store.types import utcnow
 
 PROCESS_EVENT = "process_event"
@@ -67,7 +77,7 @@ def job_row(
 
 
 def enqueue(connection: Connection, **fields: Any) -> None:
-    connection.execute(Job.__table__.insert().values(**job_row(**fields)))
+    connection.execute(insert(Job).values(**job_row(**fields)))
 
 
 def claim(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, insert, select
 
 from brokerhooks.store.models import SalesTrekkerToken
 from brokerhooks.store.types import utcnow
@@ -27,7 +27,7 @@ def save_token(
         delete(SalesTrekkerToken).where(SalesTrekkerToken.broker_id == broker_id)
     )
     connection.execute(
-        SalesTrekkerToken.__table__.insert().values(
+        insert(SalesTrekkerToken).values(
             broker_id=broker_id,
             token_encrypted=token_encrypted,
             expires_at=expires_at,
