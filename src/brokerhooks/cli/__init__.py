@@ -27,7 +27,7 @@ from brokerhooks.cli.connections import connections
 from brokerhooks.cli.events import events
 from brokerhooks.cli.salestrekker import salestrekker
 from brokerhooks.cli.secrets import secrets
-from brokerhooks.cli.serve import migrate, serve, worker
+from brokerhooks.cli.serve import demo, migrate, serve, worker
 from brokerhooks.cli.simulators import simulate, simulators
 from brokerhooks.errors import (
     BrokerhooksError,
@@ -52,6 +52,7 @@ for command in (
     serve,
     migrate,
     worker,
+    demo,
     salestrekker,
     simulators,
     simulate,

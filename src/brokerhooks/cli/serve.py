@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 import uvicorn
 
 from brokerhooks.app import create_app
 from brokerhooks.cli.base import Context, _safe_url, pass_context
+from brokerhooks.demo import Demo
+from brokerhooks.logs import configure_logging
 from brokerhooks.pipeline.service import build_worker, run_until_signalled
 from brokerhooks.runtime import Runtime
 from brokerhooks.store import migrate as migrations
@@ -86,3 +89,39 @@ def worker(context: Context, concurrency: int | None, grace: float) -> None:
     settings = context.settings
     the_worker = build_worker(context.engine, settings, concurrency=concurrency)
     asyncio.run(run_until_signalled(the_worker, grace))
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--simulator-port", default=8100, show_default=True, type=click.IntRange(1, 65535)
+)
+@click.option(
+    "--folder",
+    default="brokerhooks-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo keeps its database (emptied at each start).",
+)
+@click.option("--pause", default=0.5, show_default=True, help="Seconds between steps.")
+@click.option(
+    "--no-serve",
+    is_flag=True,
+    help="Play the journey and exit: 0 if every event was processed, 1 if not.",
+)
+def demo(
+    folder: Path, port: int, simulator_port: int, pause: float, no_serve: bool
+) -> None:
+    """Run brokerhooks with the simulators and a demo broker, and play a deal."""
+    configure_logging("console", "WARNING")
+    the_demo = Demo(
+        folder=folder, port=port, simulator_port=simulator_port, pause=pause
+    )
+    the_demo.prepare()
+    try:
+        ok = asyncio.run(the_demo.run(serve=not no_serve))
+    except KeyboardInterrupt:
+        return
+    if no_serve:
+        click.echo("journey " + ("succeeded" if ok else "had failures"))
+        raise click.exceptions.Exit(0 if ok else 1)

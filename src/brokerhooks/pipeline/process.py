@@ -49,7 +49,7 @@ class Backoff:
         """Seconds to wait before try ``attempt + 1``: exponential, jittered."""
         ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-        return max(delay, retry_after or 0.0)
+        return float(max(delay, retry_after or 0.0))
 
 
 class EventProcessor:

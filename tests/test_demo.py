@@ -1,0 +1,49 @@
+"""``brokerhooks demo --no-serve`` plays the journey and says how it went."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+
+@pytest.mark.slow
+def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("BROKERHOOKS_")
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "brokerhooks",
+            "demo",
+            "--no-serve",
+            "--pause",
+            "0",
+            "--port",
+            str(free_port()),
+            "--simulator-port",
+            str(free_port()),
+            "--folder",
+            str(tmp_path / "demo"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "journey succeeded" in result.stdout
+    assert "stage: 5. Conditionally Approved → 6. Approved" in result.stdout
+    assert "event noteCreated" in result.stdout
+    assert "won: False → True" in result.stdout
