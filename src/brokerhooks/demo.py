@@ -213,5 +213,4 @@ def _server(app: Any, port: int) -> uvicorn.Server:
         app, host="127.0.0.1", port=port, log_config=None, access_log=False
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     return server
