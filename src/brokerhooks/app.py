@@ -13,6 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokerhooks.config import Settings
+from brokerhooks.connectors.msgraph.auth import CALLBACK_PATH
+from brokerhooks.connectors.msgraph.callback import m365_callback
 from brokerhooks.ingest import salestrekker
 from brokerhooks.pipeline.worker import Worker
 from brokerhooks.runtime import Runtime
@@ -76,6 +78,7 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            Route(CALLBACK_PATH, m365_callback, methods=["GET", "POST"]),
         ],
         lifespan=lifespan,
     )

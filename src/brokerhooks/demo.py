@@ -212,5 +212,4 @@ def _server(app: Any, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_config=None, access_log=False
     )
-    server = uvicorn.Server(config)
-    return server
+    return uvicorn.Server(config)

@@ -14,9 +14,7 @@ def test_migrations_match_the_models(engine: Engine) -> None:
     migrate.upgrade(engine)
 
     with engine.connect() as connection:
-        context = MigrationContext.configure(
-            connection, opts={"compare_type": True}
-        )
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
 
     assert differences == []

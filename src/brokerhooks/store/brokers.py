@@ -10,7 +10,16 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from brokerhooks.errors import Conflict, NotFound
-from brokerhooks.store.models import Broker, Delivery, Event
+from brokerhooks.store.models import (
+    Attempt,
+    Broker,
+    Delivery,
+    Event,
+    Job,
+    M365Connection,
+    SalesTrekkerToken,
+    Snapshot,
+)
 from brokerhooks.store.types import utcnow
 
 
@@ -172,9 +181,28 @@ def set_key_by_id(
 
 
 def remove_broker(connection: Connection, name: str, *, purge: bool) -> BrokerRecord:
-    """Remove a broker: wipe its key; with ``purge``, delete its events too."""
+    """Remove a broker: wipe its key and credentials; with ``purge``, its events.
+
+    Its Microsoft 365 connections (with their refresh tokens) and its
+    SalesTrekker session token go either way: a removed broker keeps no
+    credential.
+    """
     broker = get_broker(connection, name)
+    connection.execute(
+        delete(M365Connection).where(M365Connection.broker_id == broker.id)
+    )
+    connection.execute(
+        delete(SalesTrekkerToken).where(SalesTrekkerToken.broker_id == broker.id)
+    )
     if purge:
+        for table in (Attempt, Snapshot, Job):
+            connection.execute(
+                delete(table).where(
+                    table.event_id.in_(
+                        select(Event.id).where(Event.broker_id == broker.id)
+                    )
+                )
+            )
         connection.execute(delete(Event).where(Event.broker_id == broker.id))
         connection.execute(delete(Delivery).where(Delivery.broker_id == broker.id))
         connection.execute(delete(Broker).where(Broker.id == broker.id))
