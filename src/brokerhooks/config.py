@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     coalesce_seconds: float = Field(default=3.0, ge=0)
     poll_seconds: float = Field(default=0.5, gt=0)
 
+    # Rules and actions.
+    timezone: str = "Australia/Sydney"
+    files_folder: Path | None = None
+    http_allow_private: bool = False
+    action_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # SalesTrekker.
     salestrekker_timeout_seconds: float = Field(default=15.0, gt=0)
     salestrekker_rate_per_second: float = Field(default=10.0, gt=0)

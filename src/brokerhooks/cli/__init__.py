@@ -25,6 +25,7 @@ from brokerhooks.cli.base import cli
 from brokerhooks.cli.brokers import brokers
 from brokerhooks.cli.connections import connections
 from brokerhooks.cli.events import events
+from brokerhooks.cli.rules import rules
 from brokerhooks.cli.salestrekker import salestrekker
 from brokerhooks.cli.secrets import secrets
 from brokerhooks.cli.serve import demo, migrate, serve, worker
@@ -48,6 +49,7 @@ for command in (
     brokers,
     connections,
     events,
+    rules,
     secrets,
     serve,
     migrate,

@@ -48,6 +48,18 @@ class Fetched:
         ]
 
 
+def from_snapshots(
+    event: EventToProcess, snapshots: dict[str, dict[str, Any]]
+) -> Fetched:
+    """The ``Fetched`` of an event processed before, from its stored snapshots."""
+    subject = subject_of(event.type) or "deal"
+    fetched = Fetched(subject, event.entity_id, snapshots.get(subject, {}))
+    for other, data in snapshots.items():
+        if other != subject:
+            fetched.related[other] = (str(data.get("id", "")), data)
+    return fetched
+
+
 async def fetch(reader: SalesTrekkerReader, event: EventToProcess) -> Fetched:
     """Fetch the snapshots of ``event``; connector errors pass through."""
     subject = subject_of(event.type)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -28,10 +28,15 @@ from brokerhooks.connectors.errors import PermanentError, TransientError
 from brokerhooks.metrics import Metrics
 from brokerhooks.pipeline import enrich
 from brokerhooks.pipeline.changes import compute_changes
+from brokerhooks.pipeline.decide import Verdict, decide, rule_context
+from brokerhooks.pipeline.decide import record as record_runs
 from brokerhooks.pipeline.enrich import ReaderFactory
+from brokerhooks.pipeline.rulebook import RuleBook
+from brokerhooks.rules.model import Rule
 from brokerhooks.store import processing
+from brokerhooks.store.brokers import get_broker_by_id
 from brokerhooks.store.database import transaction
-from brokerhooks.store.processing import EventToProcess, LeaseLost
+from brokerhooks.store.processing import EventToProcess, LeaseLost, StoredSnapshot
 from brokerhooks.store.queue import ClaimedJob
 from brokerhooks.store.types import utcnow
 
@@ -68,6 +73,7 @@ class EventProcessor:
         self._readers = readers
         self._metrics = metrics
         self._backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
+        self._rulebook = RuleBook()
 
     async def aclose(self) -> None:
         """Close the connections of the readers, if they keep any."""
@@ -146,21 +152,41 @@ class EventProcessor:
         except Exception as error:
             return await self._failed(job, worker, event, attempt_id, error)
 
+        previous, rules, broker = await self._store(
+            lambda c: self._read(c, event, fetched)
+        )
+        changes = compute_changes(
+            fetched.subject, previous.data if previous else None, fetched.data
+        )
+        context = rule_context(
+            event,
+            fetched,
+            previous.data if previous else None,
+            changes,
+            broker,
+            utcnow(),
+        )
+        verdicts = decide(rules, context)
         await self._store(
-            lambda c: self._record(c, job, worker, event, attempt_id, fetched)
+            lambda c: self._record(
+                c,
+                job,
+                worker,
+                event,
+                attempt_id,
+                fetched,
+                previous,
+                changes,
+                verdicts,
+                context,
+            )
         )
         return processing.DONE, None
 
-    def _record(
-        self,
-        connection: Connection,
-        job: ClaimedJob,
-        worker: str,
-        event: EventToProcess,
-        attempt_id: int,
-        fetched: enrich.Fetched,
-    ) -> None:
-        """Store the snapshots and changes and finish the job, all at once."""
+    def _read(
+        self, connection: Connection, event: EventToProcess, fetched: enrich.Fetched
+    ) -> tuple[StoredSnapshot | None, list[Rule], dict[str, Any]]:
+        """What deciding needs from the store: previous snapshot, rules, broker."""
         if event.snapshot_id is not None:
             # A replay compares with what the first run compared with.
             previous = (
@@ -175,9 +201,29 @@ class EventProcessor:
                 subject=fetched.subject,
                 entity_id=fetched.entity_id,
             )
-        changes = compute_changes(
-            fetched.subject, previous.data if previous else None, fetched.data
-        )
+        rules = self._rulebook.triggered_by(connection, event.broker_id, event.type)
+        record = get_broker_by_id(connection, event.broker_id)
+        broker = {
+            "id": record.id,
+            "name": record.name,
+            "timezone": self._settings.timezone,
+        }
+        return previous, rules, broker
+
+    def _record(
+        self,
+        connection: Connection,
+        job: ClaimedJob,
+        worker: str,
+        event: EventToProcess,
+        attempt_id: int,
+        fetched: enrich.Fetched,
+        previous: StoredSnapshot | None,
+        changes: dict[str, Any],
+        verdicts: list[Verdict],
+        context: dict[str, Any],
+    ) -> None:
+        """Store snapshots, changes and runs and finish the job, all at once."""
         snapshot_ids = [
             processing.add_snapshot(
                 connection,
@@ -189,6 +235,7 @@ class EventProcessor:
             )
             for subject, entity_id, data in fetched.all()
         ]
+        record_runs(connection, event, verdicts, context)
         processing.complete(
             connection,
             job_id=job.id,

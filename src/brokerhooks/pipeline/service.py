@@ -10,9 +10,14 @@ from sqlalchemy import Engine
 
 from brokerhooks.config import Settings
 from brokerhooks.metrics import Metrics
+from brokerhooks.pipeline.act import ActionRunner
 from brokerhooks.pipeline.process import EventProcessor
 from brokerhooks.pipeline.readers import SalesTrekkerReaders
-from brokerhooks.pipeline.worker import Worker
+from brokerhooks.pipeline.services import WorkerServices
+from brokerhooks.pipeline.worker import Dispatcher, Worker
+from brokerhooks.security.secrets import Vault
+from brokerhooks.store.queue import PROCESS_EVENT
+from brokerhooks.store.runs import RUN_ACTION
 
 
 def build_worker(
@@ -22,15 +27,44 @@ def build_worker(
     concurrency: int | None = None,
     metrics: Metrics | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    graph_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Worker:
-    processor = EventProcessor(
+    """A worker for events and actions.
+
+    ``transport`` and ``graph_transport`` route SalesTrekker and Graph calls
+    (the demo and tests use the simulators in-process); by default calls go
+    over the network.
+    """
+    readers = SalesTrekkerReaders(engine, settings, transport=transport)
+    vault = Vault(settings.fernet_keys)
+    http = httpx.AsyncClient(
+        timeout=settings.action_timeout_seconds, follow_redirects=False
+    )
+
+    def services(broker_id: str) -> WorkerServices:
+        return WorkerServices(
+            engine=engine,
+            vault=vault,
+            settings=settings,
+            broker_id=broker_id,
+            readers=readers,
+            http=http,
+            graph_transport=graph_transport,
+        )
+
+    events = EventProcessor(
+        engine=engine, settings=settings, readers=readers, metrics=metrics
+    )
+    actions = ActionRunner(
         engine=engine,
         settings=settings,
-        readers=SalesTrekkerReaders(engine, settings, transport=transport),
+        services=services,
         metrics=metrics,
+        closing=http.aclose,
     )
+    dispatcher = Dispatcher({PROCESS_EVENT: events, RUN_ACTION: actions})
     return Worker(
-        engine=engine, settings=settings, processor=processor, concurrency=concurrency
+        engine=engine, settings=settings, processor=dispatcher, concurrency=concurrency
     )
 
 

@@ -16,18 +16,37 @@ import asyncio
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Engine
 
 from brokerhooks.config import Settings
-from brokerhooks.pipeline.process import EventProcessor
 from brokerhooks.store import processing, queue
 from brokerhooks.store.database import transaction
 from brokerhooks.store.queue import ClaimedJob
 
 log = structlog.get_logger("brokerhooks.worker")
+
+
+class JobRunner(Protocol):
+    async def run(self, job: ClaimedJob, worker: str) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Dispatcher:
+    """Hands each job to the runner of its kind."""
+
+    def __init__(self, runners: dict[str, JobRunner]) -> None:
+        self._runners = runners
+
+    async def run(self, job: ClaimedJob, worker: str) -> str:
+        return await self._runners[job.kind].run(job, worker)
+
+    async def aclose(self) -> None:
+        for runner in self._runners.values():
+            await runner.aclose()
 
 
 def worker_name() -> str:
@@ -40,7 +59,7 @@ class Worker:
         *,
         engine: Engine,
         settings: Settings,
-        processor: EventProcessor,
+        processor: JobRunner,
         concurrency: int | None = None,
         name: str | None = None,
     ) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from brokerhooks.errors import Conflict, NotFound
+from brokerhooks.store import runs
 from brokerhooks.store.models import (
     M365_CONNECTED,
     M365_KINDS,
@@ -258,6 +259,7 @@ def complete_m365_sign_in(
         auth_flow_encrypted=None,
         auth_flow_started_at=None,
     )
+    _resume_waiting(connection, connection_id)
 
 
 def mark_m365_connected(
@@ -270,6 +272,18 @@ def mark_m365_connected(
     if token_cache_encrypted is not None:
         values["token_cache_encrypted"] = token_cache_encrypted
     _update(connection, connection_id, **values)
+    _resume_waiting(connection, connection_id)
+
+
+def _resume_waiting(connection: Connection, connection_id: str) -> None:
+    """Queue again the actions parked while the connection needed a sign-in."""
+    row = connection.execute(
+        select(M365Connection.broker_id, M365Connection.name).where(
+            M365Connection.id == connection_id
+        )
+    ).one()
+    for key in runs.waiting_for_connection(connection, row.broker_id, row.name):
+        runs.requeue(connection, key)
 
 
 def mark_m365_needs_reconnect(

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -158,6 +159,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(40))
     broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
     event_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    ref: Mapped[str | None] = mapped_column(String(250))
     ordering_key: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20))
     run_after: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -270,4 +272,98 @@ class M365Connection(Base):
     __table_args__ = (
         Index("uq_m365_connections_broker_id_name", "broker_id", "name", unique=True),
         Index("uq_m365_connections_auth_flow_state", "auth_flow_state", unique=True),
+    )
+
+
+class RuleRecord(Base):
+    """One of a broker's rules, kept as the YAML it was written in."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id", ondelete="CASCADE"))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("uq_rules_broker_id_rule_id", "broker_id", "rule_id", unique=True),
+    )
+
+
+class Run(Base):
+    """One evaluation of one rule for one event, with its trace.
+
+    ``status`` follows the run's actions: ``no_action`` (the condition was
+    false or failed), ``pending`` (actions waiting or scheduled),
+    ``succeeded``, ``failed``.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    event_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20))
+    trace: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "ix_runs_broker_id_rule_id_status_id",
+            "broker_id",
+            "rule_id",
+            "status",
+            "id",
+        ),
+        Index("ix_runs_event_id", "event_id"),
+    )
+
+
+class ActionRecord(Base):
+    """The idempotency ledger: one row per (event, rule, step).
+
+    A retry or a replay finds the row and never repeats what it records as
+    done; ``remote_id`` is what the action made outside.
+    """
+
+    __tablename__ = "actions"
+
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    event_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    deal_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(40))
+    connection: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    schedule: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text)
+    remote_id: Mapped[str | None] = mapped_column(String(500))
+    output: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_actions_run_id", "run_id"),
+        Index(
+            "ix_actions_broker_id_deal_id_rule_id_step_id",
+            "broker_id",
+            "deal_id",
+            "rule_id",
+            "step_id",
+        ),
+        Index("ix_actions_status", "status"),
     )

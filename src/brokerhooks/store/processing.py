@@ -376,3 +376,58 @@ def snapshot_data(connection: Connection, snapshot_id: int | None) -> Any:
         return None
     data = connection.scalar(select(Snapshot.data).where(Snapshot.id == snapshot_id))
     return json.loads(data) if data is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedEvent:
+    """A processed event with what its run saw: for back-tests."""
+
+    event: EventToProcess
+    snapshots: dict[str, dict[str, Any]]
+    previous: dict[str, Any] | None
+    changes: dict[str, Any]
+
+
+def processed_events(
+    connection: Connection, *, broker_id: str, since: datetime, limit: int
+) -> list[ProcessedEvent]:
+    """The broker's processed events since ``since``, oldest first."""
+    rows = connection.execute(
+        select(Event.__table__)
+        .where(
+            Event.broker_id == broker_id,
+            Event.received_at >= since,
+            Event.snapshot_id.is_not(None),
+        )
+        .order_by(Event.id)
+        .limit(limit)
+    ).all()
+    found = []
+    for row in rows:
+        snapshots = {
+            snapshot.subject: json.loads(snapshot.data)
+            for snapshot in connection.execute(
+                select(Snapshot.subject, Snapshot.data)
+                .where(Snapshot.event_id == row.id)
+                .order_by(Snapshot.id)
+            )
+        }
+        found.append(
+            ProcessedEvent(
+                event=EventToProcess(
+                    id=row.id,
+                    broker_id=row.broker_id,
+                    type=row.type,
+                    entity_id=row.entity_id,
+                    deal_id=row.deal_id,
+                    received_at=row.received_at,
+                    payload=row.payload,
+                    snapshot_id=row.snapshot_id,
+                    previous_snapshot_id=row.previous_snapshot_id,
+                ),
+                snapshots=snapshots,
+                previous=snapshot_data(connection, row.previous_snapshot_id),
+                changes=json.loads(row.changes) if row.changes else {},
+            )
+        )
+    return found

@@ -43,6 +43,7 @@ class ClaimedJob:
     kind: str
     broker_id: str
     event_id: str | None
+    ref: str | None
     ordering_key: str | None
     attempts: int
     """How many times this job has been claimed, this claim included."""
@@ -62,12 +63,14 @@ def job_row(
     event_id: str | None,
     ordering_key: str | None,
     run_after: datetime | None = None,
+    ref: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     return {
         "kind": kind,
         "broker_id": broker_id,
         "event_id": event_id,
+        "ref": ref,
         "ordering_key": ordering_key,
         "status": QUEUED,
         "run_after": run_after or now,
@@ -119,6 +122,7 @@ def claim(
             Job.kind,
             Job.broker_id,
             Job.event_id,
+            Job.ref,
             Job.ordering_key,
             Job.attempts,
         )
@@ -188,7 +192,9 @@ def release(connection: Connection, *, job_ids: list[int], worker: str) -> int:
 
 
 def pending_job_for_event(connection: Connection, event_id: str) -> int | None:
-    return connection.scalar(select(Job.id).where(Job.event_id == event_id))
+    return connection.scalar(
+        select(Job.id).where(Job.event_id == event_id, Job.kind == PROCESS_EVENT)
+    )
 
 
 def count_jobs(connection: Connection) -> int:

@@ -1,0 +1,85 @@
+"""The broker's rules as the worker uses them, and how rule files are split.
+
+A rule file holds several rules; each is stored on its own (so it can be
+enabled, disabled or edited alone) as the YAML of its own mapping. The
+worker parses stored rules once per version and keeps them in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import yaml
+from sqlalchemy import Connection
+
+from brokerhooks.rules.model import Rule
+from brokerhooks.rules.validate import load_rules
+from brokerhooks.store import rules as store
+from brokerhooks.store.rules import StoredRule
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSource:
+    rule_id: str
+    name: str | None
+    enabled: bool
+    source: str
+
+
+def split_rule_file(
+    text: str, *, source_name: str, connections: Collection[str] | None = None
+) -> list[RuleSource]:
+    """Check a rule file and split it into one YAML text per rule.
+
+    Raises ``InvalidRules`` with every problem found.
+    """
+    rule_file = load_rules(text, source_name=source_name, connections=connections)
+    document = yaml.safe_load(text)
+    mappings: list[dict[str, Any]] = document.get("rules") or []
+    return [
+        RuleSource(
+            rule_id=rule.id,
+            name=rule.name,
+            enabled=rule.enabled,
+            source=yaml.safe_dump(
+                {**mapping, "id": rule.id}, sort_keys=False, allow_unicode=True
+            ),
+        )
+        for rule, mapping in zip(rule_file.rules, mappings, strict=True)
+    ]
+
+
+def parse_stored(stored: StoredRule) -> Rule:
+    """A stored rule, parsed; its ``enabled`` comes from the store."""
+    document = {"rules": [yaml.safe_load(stored.source)]}
+    rule = load_rules(document, source_name=f"rule {stored.rule_id}").rules[0]
+    return rule.model_copy(update={"enabled": stored.enabled})
+
+
+class RuleBook:
+    """Parsed rules per broker, re-parsed only when a rule changes."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str], tuple[datetime, Rule]] = {}
+
+    def rules(self, connection: Connection, broker_id: str) -> list[Rule]:
+        parsed = []
+        for stored in store.list_rules(connection, broker_id):
+            cached = self._parsed.get((broker_id, stored.rule_id))
+            if cached is None or cached[0] != stored.updated_at:
+                cached = (stored.updated_at, parse_stored(stored))
+                self._parsed[(broker_id, stored.rule_id)] = cached
+            parsed.append(cached[1])
+        return parsed
+
+    def triggered_by(
+        self, connection: Connection, broker_id: str, event_type: str
+    ) -> list[Rule]:
+        return [
+            rule
+            for rule in self.rules(connection, broker_id)
+            if rule.enabled and event_type in rule.trigger
+        ]
