@@ -91,7 +91,7 @@ class ActionRunner:
         logger = log.info if outcome in (runs.DONE, "skipped") else log.warning
         logger(
             "action",
-            key=key,
+            action=key,
             kind=entry.kind if entry else None,
             attempt=len(entry.attempts) + 1 if entry else None,
             outcome=outcome,

@@ -35,6 +35,8 @@ from brokerhooks.store import runs
 from brokerhooks.store.processing import EventToProcess
 
 RUNS_KEPT_PER_STATUS = 200
+# Ledger states that a replay leaves alone.
+_IN_HAND = (runs.DONE, runs.SCHEDULED, runs.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,25 +115,27 @@ def _record_one(connection: Connection, event: EventToProcess, verdict: Verdict)
         )
 
     trace = decision.as_trace()
-    runnable = (
-        [
-            (position, step)
-            for position, step in enumerate(decision.steps)
-            if step.runnable
-        ]
-        if decision.fired
-        else []
-    )
+    to_queue = []
+    if decision.fired:
+        for position, step in enumerate(decision.steps):
+            if not step.runnable:
+                continue
+            key = runs.action_key(event.id, decision.rule_id, step.step_id)
+            existing = runs.find_action(connection, key)
+            if existing is not None and existing.status in _IN_HAND:
+                # A replay: the ledger already holds this step.
+                trace["steps"][position]["ledger"] = f"already {existing.status}"
+                continue
+            to_queue.append((position, step, key))
     failed = decision.fired and any(step.error for step in decision.steps)
-    status = (
-        runs.FAILED
-        if failed and not runnable
-        else runs.PENDING
-        if runnable
-        else runs.SUCCEEDED
-        if decision.fired
-        else runs.NO_ACTION
-    )
+    if to_queue:
+        status = runs.PENDING
+    elif failed:
+        status = runs.FAILED
+    elif decision.fired:
+        status = runs.SUCCEEDED
+    else:
+        status = runs.NO_ACTION
     run_id = runs.insert_run(
         connection,
         broker_id=event.broker_id,
@@ -143,16 +147,7 @@ def _record_one(connection: Connection, event: EventToProcess, verdict: Verdict)
     )
     assert verdict.rule is not None
     steps = {step.id: step for step in verdict.rule.actions}
-    for position, step in runnable:
-        key = runs.action_key(event.id, decision.rule_id, step.step_id)
-        existing = runs.find_action(connection, key)
-        if existing is not None and existing.status in (
-            runs.DONE,
-            runs.SCHEDULED,
-            runs.RUNNING,
-        ):
-            trace["steps"][position]["ledger"] = f"already {existing.status}"
-            continue
+    for position, step, key in to_queue:
         rule_step = steps[step.step_id]
         schedule = None
         if rule_step.schedule is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 
 from brokerhooks.errors import NotFound
-from brokerhooks.store import processing
+from brokerhooks.store import processing, runs
 from brokerhooks.store.models import RECEIVED, Broker, Delivery, Event, Job
 from brokerhooks.store.queue import PROCESS_EVENT, job_row
 from brokerhooks.store.writer import Write
@@ -166,5 +166,6 @@ def event_details(connection: Connection, event_id: str) -> dict[str, Any]:
         snapshot=processing.snapshot_data(connection, row.snapshot_id),
         previous=processing.snapshot_data(connection, row.previous_snapshot_id),
         changes=json.loads(row.changes) if row.changes else None,
+        runs=runs.runs_of_event(connection, event_id),
     )
     return document
