@@ -1,0 +1,1 @@
+"""Benchmarks of brokerhooks, each printing a table (see docs/benchmarks.md)."""

@@ -1,0 +1,1000 @@
+"""Ingest: the durable SalesTrekker endpoint against a no-op route.
+
+Two servers run side by side on the same stack (Starlette on uvicorn, one
+process each, uvloop and httptools when installed, the options of
+``brokerhooks serve``): the real app as ``brokerhooks serve --no-worker``
+builds it, whose ``POST /hooks/salestrekker`` authenticates, validates and
+commits each delivery before answering, and a no-op app whose route of the
+same path only reads the body and sends the same 200 JSON. (The embedded
+worker is left out: its cost belongs to the drain benchmark.)
+
+A separate load-generator process (wrk with a Lua script when installed,
+else a Python client) loads them in turn, durable then no-op, for
+``--rounds`` pairs at each ``--connections`` count, on SQLite (WAL,
+``synchronous=FULL``, a temporary file) and on PostgreSQL (a temporary
+database). Every delivery carries a fresh UUID.
+
+The figure that matters is the ratio of the two throughputs, the median of
+the paired rounds: the disk's flush rate swings with the neighbours' I/O, so
+only runs taken side by side can be compared.
+
+After each durable round the store must hold one new event per 200 answer.
+A mismatch, or any answer other than 200, fails the run.
+
+    .venv/bin/python -m bench.ingest [--seconds 5] [--rounds 3]
+        [--connections 16,64] [--databases sqlite,postgresql] [--markdown]
+
+Exit status: 0 when every round passed its checks, 1 when one did not or
+the servers could not be started, 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import IO
+
+import httpx
+import starlette
+import uvicorn
+from cryptography.fernet import Fernet
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from brokerhooks.app import ALL_METHODS, create_app, healthz
+from brokerhooks.config import Settings, load_settings
+from brokerhooks.logs import configure_logging
+from brokerhooks.security.secrets import Secret, Vault
+from brokerhooks.store import brokers, migrate
+from brokerhooks.store.database import make_engine, transaction
+from brokerhooks.store.events import EVENTS
+
+PATH = "/hooks/salestrekker"
+EVENT = "dealChangesStage"
+# The no-op answer has the shape and size of the durable one.
+NOOP_ANSWER = {"status": "accepted", "event": "00000000-0000-7000-8000-000000000000"}
+LOOP = "uvloop" if find_spec("uvloop") else "asyncio"
+HTTP = "httptools" if find_spec("httptools") else "h11"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Seconds wrk runs past the deadline so that in-flight deliveries are answered.
+DRAIN_SECONDS = 1
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- The no-op app and the server both apps run on -------------------------
+
+
+async def noop_receive(request: Request) -> Response:
+    """Read the body and answer as the durable endpoint does; nothing else."""
+    await request.body()
+    return JSONResponse(NOOP_ANSWER)
+
+
+def noop_app() -> Starlette:
+    """The baseline: the same app type and path, no authentication, no store."""
+    return Starlette(
+        routes=[
+            Route(PATH, noop_receive, methods=ALL_METHODS),
+            Route("/healthz", healthz),
+        ]
+    )
+
+
+def serve(app: Starlette, settings: Settings, port: int) -> None:
+    """Run ``app`` with the options of ``brokerhooks serve``, loop and parser pinned."""
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop=LOOP,
+        http=HTTP,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _serve_child(role: str, port: int) -> None:
+    """Entry point of a server process; settings come from the environment.
+
+    The durable app is built as ``brokerhooks serve --no-worker`` builds it.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    app = create_app(settings) if role == "durable" else noop_app()
+    serve(app, settings, port)
+
+
+class Server:
+    """One server process on a free loopback port."""
+
+    def __init__(self, role: str, env: dict[str, str], folder: Path) -> None:
+        self.role = role
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = folder / f"{role}.log"
+        self._env = env
+        self._folder = folder
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            [*_child_command(), "--serve", self.role, "--port", str(self.port)],
+            env=self._env,
+            cwd=self._folder,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
+        self._wait_until_ready()
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the process so far, all threads."""
+        assert self._process is not None
+        stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(
+            self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        )
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                break
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise BenchError(
+            f"the {self.role} server did not start; its log ends with:\n"
+            + self.log_tail()
+        )
+
+
+@contextmanager
+def running(server: Server) -> Iterator[Server]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _child_command() -> list[str]:
+    return [sys.executable, "-m", "bench.ingest"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+# -- Stores -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Store:
+    name: str
+    url: str
+    version: str
+    durability: str
+
+
+@contextmanager
+def sqlite_store() -> Iterator[Store]:
+    with tempfile.TemporaryDirectory(prefix="brokerhooks-bench-") as folder:
+        yield Store(
+            "SQLite",
+            f"sqlite:///{folder}/bench.db",
+            sqlite3.sqlite_version,
+            "WAL, synchronous=FULL, file in " + tempfile.gettempdir(),
+        )
+
+
+class Unreachable(Exception):
+    """A database the benchmark should skip; the message says why."""
+
+
+@contextmanager
+def postgres_store(admin_url: str) -> Iterator[Store]:
+    """A temporary database, dropped at the end; Unreachable if the server is down."""
+    url = "postgresql+psycopg://" + admin_url.split("://", 1)[1]
+    name = f"brokerhooks_bench_{os.getpid()}"
+    admin = create_engine(
+        url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    try:
+        with admin.connect() as connection:
+            version = str(connection.scalar(text("SHOW server_version")))
+            commit = str(connection.scalar(text("SHOW synchronous_commit")))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        admin.dispose()
+        reason = str(error.orig).strip().splitlines()[0]
+        raise Unreachable(f"{admin_url} is not reachable ({reason})") from None
+
+    try:
+        yield Store(
+            "PostgreSQL",
+            url.rsplit("/", 1)[0] + f"/{name}",
+            version.split()[0],
+            f"synchronous_commit={commit}",
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" (FORCE)'))
+        admin.dispose()
+
+
+def prepare(store: Store, secret_key: str, api_key: str) -> Engine:
+    """Migrate the store and add the broker the load authenticates as."""
+    settings = load_settings(
+        database_url=store.url, secret_keys=secret_key, env="production"
+    )
+    engine = make_engine(settings)
+    migrate.upgrade(engine)
+    vault = Vault(settings.fernet_keys)
+    key = Secret(api_key)
+    with transaction(engine, write=True) as connection:
+        brokers.create_broker(
+            connection,
+            name="bench",
+            salestrekker_url="https://bench.salestrekker.com",
+            api_key_encrypted=vault.encrypt(key),
+            api_key_hash=vault.lookup_hash(key),
+        )
+    return engine
+
+
+def count_events(engine: Engine) -> int:
+    # A count is the only query the benchmark needs; it does not belong in
+    # store/, which serves the service.
+    with transaction(engine) as connection:
+        return int(connection.scalar(select(func.count()).select_from(EVENTS)) or 0)
+
+
+def server_env(store: Store, secret_key: str, log_level: str) -> dict[str, str]:
+    """The production settings, and nothing inherited that could change them."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("BROKERHOOKS_")
+    }
+    path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(
+        PYTHONPATH=path,
+        BROKERHOOKS_DATABASE_URL=store.url,
+        BROKERHOOKS_SECRET_KEYS=secret_key,
+        BROKERHOOKS_ENV="production",
+        BROKERHOOKS_LOG_FORMAT="json",
+        BROKERHOOKS_LOG_LEVEL=log_level,
+    )
+    return env
+
+
+# -- Load generators --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What a load generator saw in one round."""
+
+    accepted: int  # 200 answers
+    refused: int  # answers other than 200
+    errors: int  # connection errors and timeouts
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+
+LoadGenerator = Callable[[str, str, int, float], Load]
+
+# Past the deadline each connection sends the head of a request without its
+# final blank line: the server waits for the rest and never answers, so the
+# connection falls silent once its last delivery is answered. wrk runs on
+# for DRAIN_SECONDS; when it stops, every delivery sent has been answered and
+# the count of 200 answers can be compared with the store. (wrk's delay()
+# hook would do the same, but costs a timer and two epoll calls per request.)
+WRK_SCRIPT = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local timespec = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(1, timespec)  -- CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
+
+local threads = {}
+local headers = {["Content-Type"] = "application/json"}
+local started, deadline = now(), math.huge
+local unfinished = "GET /healthz HTTP/1.1\\r\\nHost: bench\\r\\n"
+accepted, refused, elapsed = 0, 0, 0
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("number", #threads)
+end
+
+function init(args)
+  headers["Authorization"] = "Salestrekker " .. args[2]
+  math.randomseed(os.time() + 7919 * (number or 0))
+  started = now()
+  deadline = started + tonumber(args[1])
+end
+
+local function uuid4()
+  local r = math.random
+  return string.format("%08x-%04x-4%03x-%04x-%04x%08x",
+    r(0, 0xffffffff), r(0, 0xffff), r(0, 0xfff), r(0x8000, 0xbfff),
+    r(0, 0xffff), r(0, 0xffffffff))
+end
+
+function request()
+  if now() >= deadline then return unfinished end
+  local body = '{"event": "__EVENT__", "id": "' .. uuid4() .. '"}'
+  return wrk.format("POST", "__PATH__", headers, body)
+end
+
+function response(status, response_headers, body)
+  if status == 200 then accepted = accepted + 1 else refused = refused + 1 end
+  elapsed = now() - started
+end
+
+function done(summary, latency, requests)
+  local total = {accepted = 0, refused = 0, elapsed = 0}
+  for _, thread in ipairs(threads) do
+    total.accepted = total.accepted + thread:get("accepted")
+    total.refused = total.refused + thread:get("refused")
+    total.elapsed = math.max(total.elapsed, thread:get("elapsed"))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"accepted": %d, "refused": %d, "errors": %d, "seconds": %.6f, '
+      .. '"p50_ms": %.3f, "p99_ms": %.3f}\\n',
+    total.accepted, total.refused, e.connect + e.read + e.write + e.timeout,
+    total.elapsed, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+""".replace("__EVENT__", EVENT).replace("__PATH__", PATH)
+
+
+class WrkLoad:
+    """wrk, one thread, keep-alive, a fresh UUID per delivery."""
+
+    def __init__(self, folder: Path) -> None:
+        self._script = folder / "ingest.lua"
+        self._script.write_text(WRK_SCRIPT)
+
+    @staticmethod
+    def version() -> str:
+        # `wrk -v` prints its version and the usage, and exits with 1.
+        done = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        words = (done.stdout + done.stderr).split()
+        return f"wrk {words[1].rsplit('/', 1)[-1]}" if len(words) > 1 else "wrk"
+
+    def __call__(
+        self, url: str, api_key: str, connections: int, seconds: float
+    ) -> Load:
+        duration = math.ceil(seconds) + DRAIN_SECONDS
+        command = [
+            "wrk",
+            "--threads=1",
+            f"--connections={connections}",
+            f"--duration={duration}s",
+            "--timeout=30s",
+            f"--script={self._script}",
+            url + PATH,
+            "--",
+            str(seconds),
+            api_key,
+        ]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 60
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("BENCH "):
+                return Load(**json.loads(line.removeprefix("BENCH ")))
+        raise BenchError(f"wrk gave no result:\n{done.stdout}{done.stderr}")
+
+
+class PythonLoad:
+    """A keep-alive asyncio client in a child process, when wrk is missing."""
+
+    @staticmethod
+    def version() -> str:
+        return f"Python asyncio client ({LOOP}), one process"
+
+    def __call__(
+        self, url: str, api_key: str, connections: int, seconds: float
+    ) -> Load:
+        command = [
+            *_child_command(),
+            "--load",
+            url,
+            "--connections",
+            str(connections),
+            "--seconds",
+            str(seconds),
+            "--key",
+            api_key,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=seconds + 60
+        )
+        if done.returncode != 0:
+            raise BenchError(f"the load generator failed:\n{done.stderr}")
+        return Load(**json.loads(done.stdout))
+
+
+def _load_child(url: str, api_key: str, connections: int, seconds: float) -> None:
+    """Entry point of the Python load generator: one JSON line on stdout."""
+    if LOOP == "uvloop":
+        policy = importlib.import_module("uvloop").EventLoopPolicy()
+        asyncio.set_event_loop_policy(policy)
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    load = asyncio.run(_load(host, int(port), api_key, connections, seconds))
+    print(json.dumps(dataclasses.asdict(load)))
+
+
+async def _load(
+    host: str, port: int, api_key: str, connections: int, seconds: float
+) -> Load:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Salestrekker {api_key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    template = b'{"event": "%s", "id": "%s"}' % (EVENT.encode(), b"%s")
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors = 0
+
+    async def connection() -> None:
+        nonlocal errors
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            errors += 1
+            return
+        try:
+            while time.monotonic() < deadline:
+                body = template % str(uuid.uuid4()).encode()
+                sent = time.perf_counter()
+                writer.write(head + b"%d\r\n\r\n" % len(body) + body)
+                status, length = _response_head(await reader.readuntil(b"\r\n\r\n"))
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - sent)
+                statuses[status] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+
+    latencies.sort()
+    return Load(
+        accepted=statuses[200],
+        refused=sum(statuses.values()) - statuses[200],
+        errors=errors,
+        seconds=elapsed,
+        p50_ms=_percentile(latencies, 0.50) * 1000,
+        p99_ms=_percentile(latencies, 0.99) * 1000,
+    )
+
+
+def _response_head(head: bytes) -> tuple[int, int]:
+    """Status and Content-Length of a response head; ValueError if absent."""
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return status, int(value)
+    raise ValueError("response without Content-Length")
+
+
+def _percentile(ordered: Sequence[float], fraction: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# -- Rounds -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One round on one server."""
+
+    load: Load
+    cpu_seconds: float
+    stored: int | None = None  # new events in the store, durable rounds only
+
+    @property
+    def rate(self) -> float:
+        return self.load.accepted / self.load.seconds if self.load.seconds else 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_seconds / max(self.load.accepted, 1) * 1e6
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.load.refused:
+            found.append(f"{self.load.refused} answers other than 200")
+        if self.load.errors:
+            found.append(f"{self.load.errors} connection errors or timeouts")
+        if self.stored is not None and self.stored != self.load.accepted:
+            found.append(
+                f"{self.load.accepted} answers of 200 but {self.stored} new "
+                "events in the store"
+            )
+        return found
+
+
+@dataclass(slots=True)
+class Series:
+    """The paired rounds at one database and connection count."""
+
+    database: str
+    connections: int
+    durable: list[Sample] = field(default_factory=list)
+    noop: list[Sample] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [
+            durable.rate / noop.rate
+            for durable, noop in zip(self.durable, self.noop, strict=True)
+            if noop.rate
+        ]
+
+
+@dataclass(slots=True)
+class Options:
+    seconds: float
+    rounds: int
+    warmup: float
+    connections: list[int]
+    databases: list[str]
+    postgres_url: str
+    markdown: bool
+    load_generator: str
+    log_level: str
+
+
+class Bench:
+    """Runs the paired rounds of one database against its two servers."""
+
+    def __init__(
+        self,
+        options: Options,
+        load: LoadGenerator,
+        api_key: str,
+        engine: Engine,
+        database: str,
+    ) -> None:
+        self._options = options
+        self._load = load
+        self._api_key = api_key
+        self._engine = engine
+        self._database = database
+
+    def series(self, durable: Server, noop: Server, connections: int) -> Series:
+        series = Series(self._database, connections)
+        if self._options.warmup > 0:
+            for server in (durable, noop):
+                sample = self._round(server, connections, self._options.warmup)
+                self._report(series, "warm-up", server, sample)
+
+        for number in range(1, self._options.rounds + 1):
+            label = f"round {number}/{self._options.rounds}"
+            sample = self._round(durable, connections, self._options.seconds)
+            series.durable.append(sample)
+            self._report(series, label, durable, sample)
+            sample = self._round(noop, connections, self._options.seconds)
+            series.noop.append(sample)
+            self._report(series, label, noop, sample)
+        return series
+
+    def _round(self, server: Server, connections: int, seconds: float) -> Sample:
+        durable = server.role == "durable"
+        before = count_events(self._engine) if durable else 0
+        cpu_before = server.cpu_seconds()
+        load = self._load(server.url, self._api_key, connections, seconds)
+        cpu = server.cpu_seconds() - cpu_before
+        stored = count_events(self._engine) - before if durable else None
+        return Sample(load, cpu, stored)
+
+    def _report(
+        self, series: Series, label: str, server: Server, sample: Sample
+    ) -> None:
+        handler = "durable" if server.role == "durable" else "no-op"
+        check = ""
+        if sample.stored is not None:
+            check = f", 200 answers {sample.load.accepted:,} / events stored "
+            check += f"{sample.stored:,}"
+        _note(
+            f"{series.database} c={series.connections} {label} {handler}: "
+            f"{sample.rate:,.0f}/s, p99 {sample.load.p99_ms:.1f} ms, "
+            f"CPU {sample.cpu_us:.0f} us/req{check}"
+        )
+        for problem in sample.problems():
+            message = f"{series.database} c={series.connections} {label} "
+            message += f"{handler}: {problem}"
+            series.problems.append(message)
+            _note("FAILED " + message)
+        if sample.problems():
+            _note(f"the {handler} server's log ends with:\n{server.log_tail()}")
+
+
+def run_database(
+    store: Store, options: Options, load: LoadGenerator, folder: Path
+) -> list[Series]:
+    secret_key = Fernet.generate_key().decode()
+    api_key = secrets.token_hex(20)
+    engine = prepare(store, secret_key, api_key)
+    env = server_env(store, secret_key, options.log_level)
+    bench = Bench(options, load, api_key, engine, store.name)
+    try:
+        durable = Server("durable", env, folder)
+        noop = Server("noop", env, folder)
+        with running(durable), running(noop):
+            return [
+                bench.series(durable, noop, connections)
+                for connections in options.connections
+            ]
+    finally:
+        engine.dispose()
+
+
+# -- Report -----------------------------------------------------------------
+
+COLUMNS = (
+    "database",
+    "connections",
+    "handler",
+    "requests/s",
+    "p50 ms",
+    "p99 ms",
+    "CPU µs/req",
+    "durable/no-op",
+    "events = 200s",
+)
+
+
+def rows(series: Series) -> list[list[str]]:
+    ratios = series.ratios
+    ratio = "-"
+    if ratios:
+        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    answered = sum(sample.load.accepted for sample in series.durable)
+    stored = sum(sample.stored or 0 for sample in series.durable)
+    check = (
+        f"yes ({stored:,})" if answered == stored else f"NO ({stored:,}/{answered:,})"
+    )
+    return [
+        _row(series, "durable", series.durable, ratio, check),
+        _row(series, "no-op", series.noop, "", ""),
+    ]
+
+
+def _row(
+    series: Series, handler: str, samples: list[Sample], ratio: str, check: str
+) -> list[str]:
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else math.nan
+
+    return [
+        series.database,
+        str(series.connections),
+        handler,
+        f"{median([sample.rate for sample in samples]):,.0f}",
+        f"{median([sample.load.p50_ms for sample in samples]):.1f}",
+        f"{median([sample.load.p99_ms for sample in samples]):.1f}",
+        f"{median([sample.cpu_us for sample in samples]):.0f}",
+        ratio,
+        check,
+    ]
+
+
+def machine(stores: list[Store], options: Options, load_version: str) -> list[str]:
+    """Lines that say what the table was measured on."""
+    cpus = len(os.sched_getaffinity(0))
+    lines = [
+        f"machine: {_cpu_model()}, {cpus} cores, Linux {platform.release()}",
+        f"python: {platform.python_version()}; uvicorn {uvicorn.__version__} "
+        f"({LOOP}, {HTTP}), one process; starlette {starlette.__version__}; "
+        f"log level {options.log_level}",
+    ]
+    lines.extend(
+        f"{store.name} {store.version}: {store.durability}" for store in stores
+    )
+    lines.append(
+        f"load: {load_version} on the same machine, keep-alive, a fresh UUID per "
+        f"delivery; paired rounds: {options.rounds} x {options.seconds:g} s "
+        f"per server, after {options.warmup:g} s of warm-up"
+    )
+    lines.append(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    return lines
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def render(header: list[str], table: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = [f"- {line}" for line in header] + [""]
+        lines.append("| " + " | ".join(COLUMNS) + " |")
+        lines.append(
+            "|" + "|".join(_markdown_rule(index) for index in range(len(COLUMNS))) + "|"
+        )
+        lines.extend("| " + " | ".join(row) + " |" for row in table)
+        return "\n".join(lines)
+
+    widths = [
+        max(len(row[index]) for row in [list(COLUMNS), *table])
+        for index in range(len(COLUMNS))
+    ]
+    lines = [*header, ""]
+    for row in [list(COLUMNS), *table]:
+        cells = [
+            cell.ljust(width) if index < 3 else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _markdown_rule(index: int) -> str:
+    return "---" if index in (0, 2) else "---:"
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- Command line -----------------------------------------------------------
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ingest",
+        description="Throughput of the durable ingest endpoint against a no-op "
+        "route on the same server, on SQLite and PostgreSQL.",
+    )
+    parser.add_argument(
+        "--seconds", type=_positive(float), default=5.0, help="per round (5)"
+    )
+    parser.add_argument(
+        "--rounds", type=_positive(int), default=3, help="paired rounds (3)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of warm-up per server and connection count, 0 for none (1)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=_connection_counts,
+        default=[16, 64],
+        help="comma-separated (16,64)",
+    )
+    parser.add_argument(
+        "--databases",
+        type=_database_names,
+        default=["sqlite", "postgresql"],
+        help="comma-separated (sqlite,postgresql)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=POSTGRES_ADMIN_URL,
+        help="a server where a temporary database may be created "
+        f"({POSTGRES_ADMIN_URL})",
+    )
+    parser.add_argument(
+        "--load-generator", choices=("auto", "wrk", "python"), default="auto"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="WARNING",
+        help="the servers' BROKERHOOKS_LOG_LEVEL (WARNING: no line per delivery)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown"
+    )
+    # The child processes: a server, or the Python load generator.
+    parser.add_argument("--serve", choices=("durable", "noop"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"{value} is not above 0")
+        return number
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _connection_counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a list of positive numbers, e.g. 16,64"
+        )
+    return counts
+
+
+def _database_names(value: str) -> list[str]:
+    names = [part.strip().lower() for part in value.split(",")]
+    unknown = sorted(set(names) - {"sqlite", "postgresql"})
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown)}; choose from sqlite,postgresql"
+        )
+    return names
+
+
+def options_from(arguments: argparse.Namespace) -> Options:
+    return Options(
+        seconds=arguments.seconds,
+        rounds=int(arguments.rounds),
+        warmup=max(arguments.warmup, 0.0),
+        connections=arguments.connections,
+        databases=arguments.databases,
+        postgres_url=arguments.postgres_url,
+        markdown=arguments.markdown,
+        load_generator=arguments.load_generator,
+        log_level=arguments.log_level,
+    )
+
+
+def pick_load(options: Options, folder: Path) -> tuple[LoadGenerator, str]:
+    wanted = options.load_generator
+    if wanted == "wrk" or (wanted == "auto" and shutil.which("wrk")):
+        if not shutil.which("wrk"):
+            raise BenchError("--load-generator wrk: wrk is not installed")
+        return WrkLoad(folder), WrkLoad.version()
+    if wanted == "auto":
+        _note("wrk not found (apt-get install wrk); using the Python load generator")
+    return PythonLoad(), PythonLoad.version()
+
+
+def run(options: Options) -> int:
+    stores: list[Store] = []
+    results: list[Series] = []
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="brokerhooks-bench-") as name:
+        folder = Path(name)
+        load, load_version = pick_load(options, folder)
+        for database in options.databases:
+            try:
+                with open_store(database, options) as store:
+                    stores.append(store)
+                    results.extend(run_database(store, options, load, folder))
+            except Unreachable as error:
+                skipped.append(f"{database}: skipped, {error}")
+                _note(f"{database} skipped: {error}")
+
+    if not results:
+        _note("error: nothing was measured")
+        return 1
+    table = [row for series in results for row in rows(series)]
+    header = machine(stores, options, load_version) + skipped
+    print(render(header, table, options.markdown))
+    problems = [problem for series in results for problem in series.problems]
+    for problem in problems:
+        _note("FAILED " + problem)
+    return 1 if problems else 0
+
+
+def open_store(database: str, options: Options) -> AbstractContextManager[Store]:
+    if database == "sqlite":
+        return sqlite_store()
+    return postgres_store(options.postgres_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse(argv)
+    if arguments.serve:
+        _serve_child(arguments.serve, arguments.port)
+        return 0
+    if arguments.load:
+        _load_child(
+            arguments.load, arguments.key, arguments.connections[0], arguments.seconds
+        )
+        return 0
+    try:
+        return run(options_from(arguments))
+    except BenchError as error:
+        _note(f"error: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
