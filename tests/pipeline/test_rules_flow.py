@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings
@@ -33,6 +33,7 @@ from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import event_details
 from brokerhooks.store.models import ActionRecord, Event, Job
+from brokerhooks.store.types import utcnow
 from tests.connectors.msgraph.conftest import (
     ANN,
     add_connection,
@@ -100,7 +101,7 @@ class Flow:
     def idle(self) -> bool:
         with transaction(self.engine) as connection:
             pending = connection.scalar(
-                select(Job.id).where(Job.run_after <= processing.utcnow()).limit(1)
+                select(Job.id).where(Job.run_after <= utcnow()).limit(1)
             )
             busy = connection.scalar(
                 select(Event.id)
@@ -245,7 +246,7 @@ def test_replay_never_makes_a_second_task(flow: Flow) -> None:
     flow.wait(flow.idle)
 
     replayed = flow.events_of("dealChangesStage")[0]
-    first, second = replayed["runs"]
+    _, second = replayed["runs"]
     assert second["trace"]["steps"][0]["ledger"] == "already done"
     assert len(flow.tasks()) == 1
     assert [a["status"] for a in flow.actions()] == ["done", "done"]
@@ -289,6 +290,7 @@ def test_an_action_cut_off_after_acting_is_not_repeated(flow: Flow) -> None:
         again = runs.find_action(connection, task_key)
     assert again is not None
     assert again.remote_id == task["id"]
+    assert again.output is not None
     assert again.output["done"] == "found"
 
 
@@ -348,13 +350,13 @@ def test_actions_waiting_for_a_connection_resume_when_it_is_connected(
             position=0,
             kind="send_mail",
             connection_name="office",
-            run_at=processing.utcnow(),
+            run_at=utcnow(),
             schedule=None,
             params={},
         )
         key = runs.action_key(event_id, "r", "s")
         runs.end_action(connection, key, status=runs.WAITING, error="sign in again")
-        connection.execute(Job.__table__.delete().where(Job.ref == key))
+        connection.execute(delete(Job).where(Job.ref == key))
     assert queue_count(engine, key) == 0
     from brokerhooks.security.secrets import Secret
     from brokerhooks.store.connections import create_m365_connection
@@ -378,7 +380,8 @@ def test_actions_waiting_for_a_connection_resume_when_it_is_connected(
     assert queue_count(engine, key) == 1
     with transaction(engine) as connection:
         entry = runs.find_action(connection, key)
-    assert entry is not None and entry.status == runs.SCHEDULED
+    assert entry is not None
+    assert entry.status == runs.SCHEDULED
 
 
 def queue_count(engine: Engine, key: str) -> int:
