@@ -367,3 +367,56 @@ class ActionRecord(Base):
         ),
         Index("ix_actions_status", "status"),
     )
+
+
+class User(Base):
+    """A person who signs in to the console: a broker's, or an admin."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    broker_id: Mapped[str | None] = mapped_column(
+        ForeignKey("brokers.id", ondelete="CASCADE")
+    )
+    is_admin: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("uq_users_email", "email", unique=True),)
+
+
+class Session(Base):
+    """A signed-in browser. Only the token's hash is kept."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_sessions_user_id", "user_id"),)
+
+
+class ApiToken(Base):
+    """A broker's token for the JSON API. Only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("uq_api_tokens_token_hash", "token_hash", unique=True),
+        Index("ix_api_tokens_broker_id", "broker_id"),
+    )
