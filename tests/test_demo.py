@@ -32,6 +32,8 @@ def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
             str(free_port()),
             "--simulator-port",
             str(free_port()),
+            "--graph-port",
+            str(free_port()),
             "--folder",
             str(tmp_path / "demo"),
         ],
@@ -47,3 +49,8 @@ def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
     assert "stage: 5. Conditionally Approved → 6. Approved" in result.stdout
     assert "event noteCreated" in result.stdout
     assert "won: False → True" in result.stdout
+    assert "run stage-task         todo_task          done" in result.stdout
+    assert "calendar_event     done (updated)" in result.stdout
+    assert (
+        "in Microsoft 365: 1 task(s), 2 mail(s), 1 calendar event(s)" in result.stdout
+    )

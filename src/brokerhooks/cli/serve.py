@@ -97,6 +97,13 @@ def worker(context: Context, concurrency: int | None, grace: float) -> None:
     "--simulator-port", default=8100, show_default=True, type=click.IntRange(1, 65535)
 )
 @click.option(
+    "--graph-port",
+    default=8101,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The Microsoft 365 simulator's port (HTTPS).",
+)
+@click.option(
     "--folder",
     default="brokerhooks-demo",
     show_default=True,
@@ -110,12 +117,21 @@ def worker(context: Context, concurrency: int | None, grace: float) -> None:
     help="Play the journey and exit: 0 if every event was processed, 1 if not.",
 )
 def demo(
-    folder: Path, port: int, simulator_port: int, pause: float, no_serve: bool
+    folder: Path,
+    port: int,
+    simulator_port: int,
+    graph_port: int,
+    pause: float,
+    no_serve: bool,
 ) -> None:
     """Run brokerhooks with the simulators and a demo broker, and play a deal."""
     configure_logging("console", "WARNING")
     the_demo = Demo(
-        folder=folder, port=port, simulator_port=simulator_port, pause=pause
+        folder=folder,
+        port=port,
+        simulator_port=simulator_port,
+        graph_port=graph_port,
+        pause=pause,
     )
     the_demo.prepare()
     try:
