@@ -28,11 +28,11 @@ from sqlalchemy import Engine, select
 
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings, load_settings
+from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.pipeline.service import build_worker
+from brokerhooks.rules.recipes import get_recipe
 from brokerhooks.runtime import Runtime
 from brokerhooks.security.secrets import Secret
-from brokerhooks.pipeline.rulebook import split_rule_file
-from brokerhooks.rules.recipes import get_recipe
 from brokerhooks.simulators.msgraph import (
     LoopbackCertificates,
     MicrosoftGraphSimulator,
