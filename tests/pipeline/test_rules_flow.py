@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -32,7 +33,7 @@ from brokerhooks.store import rules as rule_store
 from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import event_details
-from brokerhooks.store.models import ActionRecord, Event, Job
+from brokerhooks.store.models import ActionRecord, Event, Job, Run
 from brokerhooks.store.types import utcnow
 from tests.connectors.msgraph.conftest import (
     ANN,
@@ -387,3 +388,40 @@ def test_actions_waiting_for_a_connection_resume_when_it_is_connected(
 def queue_count(engine: Engine, key: str) -> int:
     with transaction(engine) as connection:
         return len(list(connection.scalars(select(Job.id).where(Job.ref == key))))
+
+
+def test_failed_runs_are_not_pushed_out_by_successes(
+    settings: Settings, engine: Engine
+) -> None:
+    from tests.helpers import queue_event
+
+    broker = add_broker(engine, Runtime.build(settings, engine).vault)
+    event_id = queue_event(engine, broker.id, "dealCreated", str(uuid.uuid4()))
+    with transaction(engine, write=True) as connection:
+        failed = runs.insert_run(
+            connection,
+            broker_id=broker.id,
+            event_id=event_id,
+            rule_id="r",
+            outcome="fired",
+            status=runs.FAILED,
+            trace={},
+        )
+        for _ in range(5):
+            runs.insert_run(
+                connection,
+                broker_id=broker.id,
+                event_id=event_id,
+                rule_id="r",
+                outcome="fired",
+                status=runs.SUCCEEDED,
+                trace={},
+            )
+        runs.prune_runs(connection, broker.id, "r", runs.SUCCEEDED, keep=2)
+        kept = {
+            (row.id, row.status)
+            for row in connection.execute(select(Run.id, Run.status))
+        }
+
+    assert (failed, runs.FAILED) in kept
+    assert sum(1 for _, status in kept if status == runs.SUCCEEDED) == 2

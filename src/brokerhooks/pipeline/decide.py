@@ -34,7 +34,6 @@ from brokerhooks.rules.templates import timezone_of, to_datetime
 from brokerhooks.store import runs
 from brokerhooks.store.processing import EventToProcess
 
-RUNS_KEPT_PER_STATUS = 200
 # Ledger states that a replay leaves alone.
 _IN_HAND = (runs.DONE, runs.SCHEDULED, runs.RUNNING)
 
@@ -184,7 +183,11 @@ def _record_one(connection: Connection, event: EventToProcess, verdict: Verdict)
         )
     if status != runs.PENDING:
         runs.prune_runs(
-            connection, event.broker_id, decision.rule_id, status, RUNS_KEPT_PER_STATUS
+            connection,
+            event.broker_id,
+            decision.rule_id,
+            status,
+            runs.RUNS_KEPT_PER_STATUS,
         )
     return run_id
 

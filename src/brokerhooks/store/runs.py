@@ -14,6 +14,8 @@ from brokerhooks.store.models import QUEUED, ActionRecord, Job, Run
 from brokerhooks.store.types import utcnow
 
 RUN_ACTION = "run_action"
+# Runs kept per rule and status: failures are not pushed out by successes.
+RUNS_KEPT_PER_STATUS = 200
 
 # Run statuses.
 NO_ACTION = "no_action"
@@ -220,11 +222,16 @@ def settle_run(connection: Connection, run_id: int) -> None:
     if not statuses or any(status not in TERMINAL_ACTIONS for status in statuses):
         return
     status = FAILED if ACTION_FAILED in statuses else SUCCEEDED
+    run = connection.execute(
+        select(Run.broker_id, Run.rule_id).where(Run.id == run_id)
+    ).one_or_none()
     connection.execute(
         update(Run)
         .where(Run.id == run_id, Run.status == PENDING)
         .values(status=status, finished_at=utcnow())
     )
+    if run is not None:
+        prune_runs(connection, run.broker_id, run.rule_id, status, RUNS_KEPT_PER_STATUS)
 
 
 def prior_done(connection: Connection, entry: LedgerEntry) -> LedgerEntry | None:
@@ -344,7 +351,11 @@ def requeue(connection: Connection, key: str) -> None:
 def prune_runs(
     connection: Connection, broker_id: str, rule_id: str, status: str, keep: int
 ) -> None:
-    """Keep the newest ``keep`` runs of a rule with this status."""
+    """Keep the newest ``keep`` runs of a rule with this status.
+
+    Runs whose actions are still pending are never pruned; a pruned run's
+    ledger entries stay (they are what makes replays safe).
+    """
     if status == PENDING:
         return
     cutoff = connection.scalar(
