@@ -160,3 +160,28 @@ def test_add_recipe_refuses_an_unknown_connection(broker: str) -> None:
 
     assert result.exit_code == 1
     assert "nope" in result.output
+
+
+def test_an_empty_rule_file_loads_nothing(broker: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+
+    result = run("rules", "load", str(empty), "--broker", broker)
+
+    assert result.exit_code == 0, result.output
+    assert "0 rule(s) added" in result.output
+
+
+def test_ids_and_names_must_fit_the_store(broker: str, tmp_path: Path) -> None:
+    long_id = "r" * 101
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        GOOD.replace("id: approved-note", f"id: {long_id}").replace(
+            "name: Note when approved", 'name: "bad\\0name"'
+        )
+    )
+
+    result = run("rules", "load", str(bad), "--broker", broker)
+
+    assert result.exit_code == 1
+    assert "the id has 101 characters" in result.output

@@ -15,10 +15,16 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection
 
+from brokerhooks.rules.errors import InvalidRules, RuleError
 from brokerhooks.rules.model import Rule
 from brokerhooks.rules.validate import load_rules
 from brokerhooks.store import rules as store
 from brokerhooks.store.rules import StoredRule
+
+
+# The widths of the rules table's columns.
+MAX_RULE_ID = 100
+MAX_RULE_NAME = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +43,8 @@ def split_rule_file(
     Raises ``InvalidRules`` with every problem found.
     """
     rule_file = load_rules(text, source_name=source_name, connections=connections)
-    document = yaml.safe_load(text)
+    _check_storable(rule_file.rules, source_name)
+    document = yaml.safe_load(text) or {}
     mappings: list[dict[str, Any]] = document.get("rules") or []
     return [
         RuleSource(
@@ -50,6 +57,53 @@ def split_rule_file(
         )
         for rule, mapping in zip(rule_file.rules, mappings, strict=True)
     ]
+
+
+def _check_storable(rules: tuple[Rule, ...], source_name: str) -> None:
+    """Ids and names must fit the store (and hold no NUL, which PostgreSQL refuses).
+
+    A step's ledger key is ``<event id>:<rule id>:<step id>``: at most 238
+    characters with these limits.
+    """
+    errors = []
+    for rule in rules:
+        if len(rule.id) > MAX_RULE_ID:
+            errors.append(
+                RuleError(
+                    rule.id[:40] + "...",
+                    None,
+                    "id",
+                    f"the id has {len(rule.id)} characters",
+                    f"use at most {MAX_RULE_ID}",
+                    source=source_name,
+                )
+            )
+        for step in rule.actions:
+            if len(step.id) > MAX_RULE_ID:
+                errors.append(
+                    RuleError(
+                        rule.id,
+                        step.id[:40] + "...",
+                        "id",
+                        f"the step id has {len(step.id)} characters",
+                        f"use at most {MAX_RULE_ID}",
+                        source=source_name,
+                    )
+                )
+        name = rule.name or ""
+        if len(name) > MAX_RULE_NAME or "\0" in name:
+            errors.append(
+                RuleError(
+                    rule.id,
+                    None,
+                    "name",
+                    "the name is too long or holds a NUL character",
+                    f"use at most {MAX_RULE_NAME} printable characters",
+                    source=source_name,
+                )
+            )
+    if errors:
+        raise InvalidRules(errors)
 
 
 def parse_stored(stored: StoredRule) -> Rule:
