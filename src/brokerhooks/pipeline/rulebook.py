@@ -21,7 +21,6 @@ from brokerhooks.rules.validate import load_rules
 from brokerhooks.store import rules as store
 from brokerhooks.store.rules import StoredRule
 
-
 # The widths of the rules table's columns.
 MAX_RULE_ID = 100
 MAX_RULE_NAME = 200
