@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from brokerhooks.cli.base import Context, echo_json, pass_context
-from brokerhooks.pipeline.decide import decide, rule_context
-from brokerhooks.pipeline.enrich import from_snapshots
+from brokerhooks.pipeline.backtest import backtest
 from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.rules.engine import describe
 from brokerhooks.rules.errors import InvalidRules
@@ -18,7 +17,6 @@ from brokerhooks.rules.validate import load_rules, validate_rules
 from brokerhooks.store import rules as store
 from brokerhooks.store.brokers import get_broker
 from brokerhooks.store.connections import list_m365_connections
-from brokerhooks.store.processing import processed_events
 from brokerhooks.store.types import utcnow
 from brokerhooks.timeparse import parse_duration
 
@@ -183,58 +181,43 @@ def test(
         return
     with context.transaction() as connection:
         broker = get_broker(connection, broker_name)
-        events = processed_events(
-            connection, broker_id=broker.id, since=since, limit=limit
+        report = backtest(
+            connection,
+            broker,
+            rule_file.rules,
+            since=since,
+            limit=limit,
+            timezone=context.settings.timezone,
         )
-    broker_vars = {
-        "id": broker.id,
-        "name": broker.name,
-        "timezone": context.settings.timezone,
-    }
-    report = []
-    fired = 0
-    for stored in events:
-        event = stored.event
-        variables = rule_context(
-            event,
-            from_snapshots(event, stored.snapshots),
-            stored.previous,
-            stored.changes,
-            broker_vars,
-            event.received_at,
-        )
-        triggered = [rule for rule in rule_file.rules if event.type in rule.trigger]
-        verdicts = decide(triggered, variables)
-        fired += sum(1 for v in verdicts if v.decision and v.decision.fired)
-        report.append((event, verdicts))
     if as_json:
         echo_json(
             [
                 {
-                    "event": event.id,
-                    "type": event.type,
-                    "received_at": event.received_at.isoformat(),
+                    "event": entry.event.id,
+                    "type": entry.event.type,
+                    "received_at": entry.event.received_at.isoformat(),
                     "runs": [
                         v.decision.as_trace() if v.decision else {"error": v.error}
-                        for v in verdicts
+                        for v in entry.verdicts
                     ],
                 }
-                for event, verdicts in report
+                for entry in report.entries
             ]
         )
         return
-    for event, verdicts in report:
-        if not show_all and not any(v.decision and v.decision.fired for v in verdicts):
+    for entry in report.entries:
+        if not show_all and not entry.fired:
             continue
+        event = entry.event
         click.echo(
             f"event {event.id} {event.type} at {event.received_at:%Y-%m-%d %H:%M}"
         )
-        for verdict in verdicts:
+        for verdict in entry.verdicts:
             text = describe(verdict.decision) if verdict.decision else verdict.error
             click.echo("  " + (text or "").replace("\n", "\n  "))
     click.echo(
-        f"{len(report)} event(s) since {since:%Y-%m-%d %H:%M} UTC; "
-        f"rules fired {fired} time(s); nothing was performed."
+        f"{len(report.entries)} event(s) since {since:%Y-%m-%d %H:%M} UTC; "
+        f"rules fired {report.fired} time(s); nothing was performed."
     )
 
 
