@@ -51,6 +51,11 @@ def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
     assert "won: False → True" in result.stdout
     assert "run stage-task         todo_task          done" in result.stdout
     assert "calendar_event     done (updated)" in result.stdout
+    # Microsoft 365 as a source: a client's mail and the task ticked off
+    # each become a note, whose noteCreated mails the broker (2 more mails).
+    assert "run client-mail-note   salestrekker_note  done" in result.stdout
+    assert "event taskCompleted" in result.stdout
+    assert "run task-done-note     salestrekker_note  done" in result.stdout
     assert (
-        "in Microsoft 365: 1 task(s), 2 mail(s), 1 calendar event(s)" in result.stdout
+        "in Microsoft 365: 1 task(s), 4 mail(s), 1 calendar event(s)" in result.stdout
     )

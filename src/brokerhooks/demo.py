@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings, load_settings
+from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService
 from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.rules.recipes import get_recipe
@@ -58,6 +59,8 @@ DEMO_RECIPES: tuple[tuple[str, dict[str, str]], ...] = (
     ("note-mail", {"to": MAILBOX}),
     ("due-date-calendar", {}),
     ("documents-note", {}),
+    ("client-mail-note", {}),
+    ("task-done-note", {}),
 )
 
 
@@ -142,6 +145,7 @@ class Demo:
                 mailbox=MAILBOX,
             )
             mark_m365_connected(connection, record.id)
+            self.connection_id = record.id
             for recipe_id, values in DEMO_RECIPES:
                 text = get_recipe(recipe_id).render(values)
                 for source in split_rule_file(
@@ -244,6 +248,7 @@ class Demo:
             click.echo(f"SalesTrekker: {label}")
             await step(deal)
             await self._settle()
+        await self._microsoft_365_steps()
         events_ok = all(status == "done" for status in self.seen.values())
         actions_ok = all(status == "done" for status in self.seen_actions.values())
         click.echo("")
@@ -252,6 +257,38 @@ class Demo:
             f"in Microsoft 365: {self._summary()}"
         )
         return events_ok and actions_ok and bool(self.seen_actions)
+
+    async def _microsoft_365_steps(self) -> None:
+        """Graph as a source: subscribe, a client's mail, the approval task done."""
+        service = SubscriptionService(
+            self.engine,
+            self.runtime.vault,
+            self.settings,
+            transport=self.graph.transport(),
+        )
+        for kind, list_name in (("inbox", None), ("todo", "Deals")):
+            click.echo(f"Microsoft 365: subscribe to {kind} changes")
+            await service.subscribe(self.connection_id, kind, list_name=list_name)
+        await asyncio.sleep(self.pause)
+        click.echo("Microsoft 365: Jane Citizen mails the broker")
+        await self.graph.deliver_mail(
+            MAILBOX,
+            sender="jane.citizen@example.com",
+            sender_name="Jane Citizen",
+            subject="Settlement day",
+            body="Hi, what time should we expect the keys? Thanks, Jane",
+        )
+        await self._settle()
+        deals = next(
+            found
+            for found in self.graph.task_lists(MAILBOX)
+            if found["displayName"] == "Deals"
+        )
+        for task in self.graph.tasks(MAILBOX, deals["id"]):
+            await asyncio.sleep(self.pause)
+            click.echo(f"Microsoft 365: complete the task {task['title']!r}")
+            await self.graph.complete_task(MAILBOX, deals["id"], task["id"])
+            await self._settle()
 
     def _summary(self) -> str:
         tasks = sum(

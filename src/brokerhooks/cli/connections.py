@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -11,6 +12,7 @@ import click
 from brokerhooks.cli.base import Context, echo_json, pass_context, read_secret_line
 from brokerhooks.connectors.errors import ConnectorError
 from brokerhooks.connectors.msgraph import auth
+from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService
 from brokerhooks.security.secrets import Secret
 from brokerhooks.store import brokers
 from brokerhooks.store import connections as store
@@ -241,7 +243,11 @@ def set_secret(context: Context, name: str, broker: str) -> None:
 @broker_option
 @pass_context
 def remove(context: Context, name: str, broker: str) -> None:
-    """Remove a connection with its secret and tokens."""
+    """Remove a connection with its secret, tokens and Graph subscriptions."""
+    found = _find(context, name, broker)
+    service = SubscriptionService(context.engine, context.vault, context.settings)
+    for problem in asyncio.run(service.unsubscribe_connection(found.id)):
+        click.echo(f"Warning: a subscription was not deleted at Graph: {problem}")
     with context.transaction(write=True) as connection:
         broker_id = brokers.get_broker(connection, broker).id
         record = store.remove_m365_connection(

@@ -25,15 +25,17 @@ from sqlalchemy import Connection, Engine
 
 from brokerhooks.config import Settings
 from brokerhooks.connectors.errors import PermanentError, TransientError
+from brokerhooks.ingest.msgraph_events import SOURCE as GRAPH_SOURCE
 from brokerhooks.metrics import Metrics
 from brokerhooks.pipeline import enrich
 from brokerhooks.pipeline.changes import compute_changes
 from brokerhooks.pipeline.decide import Verdict, decide, rule_context
 from brokerhooks.pipeline.decide import record as record_runs
-from brokerhooks.pipeline.enrich import ReaderFactory
+from brokerhooks.pipeline.enrich import ReaderFactory, graph_changes
+from brokerhooks.pipeline.graph_source import GraphFetched, GraphSource, graph_context
 from brokerhooks.pipeline.rulebook import RuleBook
 from brokerhooks.rules.model import Rule
-from brokerhooks.store import processing
+from brokerhooks.store import contact_index, processing, subscriptions
 from brokerhooks.store.brokers import get_broker_by_id
 from brokerhooks.store.database import transaction
 from brokerhooks.store.processing import EventToProcess, LeaseLost, StoredSnapshot
@@ -67,11 +69,13 @@ class EventProcessor:
         settings: Settings,
         readers: ReaderFactory,
         metrics: Metrics | None = None,
+        graph: GraphSource | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._readers = readers
         self._metrics = metrics
+        self._graph = graph
         self._backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
         self._rulebook = RuleBook()
 
@@ -92,11 +96,14 @@ class EventProcessor:
         """Process the job's event; return the outcome."""
         assert job.event_id is not None
         started = time.perf_counter()
-        event = await self._store(
-            lambda c: processing.load_event(c, job.event_id or "")
+        event, source = await self._store(
+            lambda c: (
+                processing.load_event(c, job.event_id or ""),
+                subscriptions.event_source(c, job.event_id or ""),
+            )
         )
         try:
-            outcome, error = await self._run(job, worker, event)
+            outcome, error = await self._run(job, worker, event, source)
         except LeaseLost:
             outcome, error = "lease_lost", "another worker took the job over"
         if self._metrics is not None:
@@ -114,7 +121,7 @@ class EventProcessor:
         return outcome
 
     async def _run(
-        self, job: ClaimedJob, worker: str, event: EventToProcess
+        self, job: ClaimedJob, worker: str, event: EventToProcess, source: str
     ) -> tuple[str, str | None]:
         window = self._settings.coalesce_seconds
         successor = await self._store(
@@ -133,8 +140,13 @@ class EventProcessor:
                 c, event_id=event.id, number=job.attempts, worker=worker
             )
         )
+        fetched: enrich.Fetched
         try:
-            fetched = await enrich.fetch(self._readers(event.broker_id), event)
+            if source == GRAPH_SOURCE:
+                # Graph events learn their final type and deal here.
+                fetched, event = await self._graph_source().fetch(event)
+            else:
+                fetched = await enrich.fetch(self._readers(event.broker_id), event)
         except PermanentError as error:
             reason = str(error)
             await self._store(
@@ -155,7 +167,8 @@ class EventProcessor:
         previous, rules, broker = await self._store(
             lambda c: self._read(c, event, fetched)
         )
-        changes = compute_changes(
+        diff = graph_changes if isinstance(fetched, GraphFetched) else compute_changes
+        changes = diff(
             fetched.subject, previous.data if previous else None, fetched.data
         )
         context = rule_context(
@@ -166,6 +179,8 @@ class EventProcessor:
             broker,
             utcnow(),
         )
+        if isinstance(fetched, GraphFetched):
+            context = graph_context(context, fetched)
         verdicts = decide(rules, context)
         await self._store(
             lambda c: self._record(
@@ -235,6 +250,11 @@ class EventProcessor:
             )
             for subject, entity_id, data in fetched.all()
         ]
+        contact_index.index_snapshots(connection, event.broker_id, fetched.all())
+        if isinstance(fetched, GraphFetched):
+            subscriptions.refine_event(
+                connection, event.id, type=event.type, deal_id=event.deal_id
+            )
         record_runs(connection, event, verdicts, context)
         processing.complete(
             connection,
@@ -246,6 +266,14 @@ class EventProcessor:
             previous_snapshot_id=previous.id if previous else None,
             changes=changes,
         )
+
+    def _graph_source(self) -> GraphSource:
+        if self._graph is None:
+            raise PermanentError(
+                "this worker was built without Microsoft Graph; it cannot process "
+                "Graph events (see pipeline.service.build_worker)"
+            )
+        return self._graph
 
     async def _failed(
         self,

@@ -9,15 +9,19 @@ import httpx
 from sqlalchemy import Engine
 
 from brokerhooks.config import Settings
+from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService
 from brokerhooks.metrics import Metrics
 from brokerhooks.pipeline.act import ActionRunner
+from brokerhooks.pipeline.graph_source import GraphSource
 from brokerhooks.pipeline.process import EventProcessor
 from brokerhooks.pipeline.readers import SalesTrekkerReaders
 from brokerhooks.pipeline.services import WorkerServices
+from brokerhooks.pipeline.subscriptions import SubscriptionJobs
 from brokerhooks.pipeline.worker import Dispatcher, Worker
 from brokerhooks.security.secrets import Vault
 from brokerhooks.store.queue import PROCESS_EVENT
 from brokerhooks.store.runs import RUN_ACTION
+from brokerhooks.store.subscriptions import SUBSCRIPTION_JOB
 
 
 def build_worker(
@@ -29,7 +33,7 @@ def build_worker(
     transport: httpx.AsyncBaseTransport | None = None,
     graph_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Worker:
-    """A worker for events and actions.
+    """A worker for events, actions and Graph subscriptions' upkeep.
 
     ``transport`` and ``graph_transport`` route SalesTrekker and Graph calls
     (the demo and tests use the simulators in-process); by default calls go
@@ -53,7 +57,11 @@ def build_worker(
         )
 
     events = EventProcessor(
-        engine=engine, settings=settings, readers=readers, metrics=metrics
+        engine=engine,
+        settings=settings,
+        readers=readers,
+        metrics=metrics,
+        graph=GraphSource(engine, vault, transport=graph_transport),
     )
     actions = ActionRunner(
         engine=engine,
@@ -62,7 +70,19 @@ def build_worker(
         metrics=metrics,
         closing=http.aclose,
     )
-    dispatcher = Dispatcher({PROCESS_EVENT: events, RUN_ACTION: actions})
+    subscriptions = SubscriptionJobs(
+        engine=engine,
+        service=SubscriptionService(engine, vault, settings, transport=graph_transport),
+        settings=settings,
+        metrics=metrics,
+    )
+    dispatcher = Dispatcher(
+        {
+            PROCESS_EVENT: events,
+            RUN_ACTION: actions,
+            SUBSCRIPTION_JOB: subscriptions,
+        }
+    )
     return Worker(
         engine=engine, settings=settings, processor=dispatcher, concurrency=concurrency
     )

@@ -24,6 +24,12 @@ Which snapshots are set depends on the event's subject:
 
 On a first snapshot (a ``...Created`` event, or the first event seen for an
 entity) ``previous`` is null and ``changes`` is empty.
+
+Microsoft Graph events (``GRAPH_EVENT_TYPES``) have their own subjects,
+``message``, ``calendar_event``, ``task`` and ``drive_item``, with ``deal``
+and ``contact`` set when the item was matched to them (a mail by its
+sender, a calendar event by its attendees, a task by the action that made
+it) and ``note`` always null; ``GRAPH_VARIABLES`` lists them.
 """
 
 from __future__ import annotations
@@ -37,9 +43,13 @@ from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from brokerhooks.ingest.msgraph_events import EVENT_SUBJECTS as GRAPH_EVENT_SUBJECTS
+from brokerhooks.ingest.msgraph_events import GRAPH_SUBJECTS, GraphSubject
 from brokerhooks.ingest.salestrekker_events import EVENT_SUBJECTS, Subject
 
 EVENT_TYPES: Final[tuple[str, ...]] = tuple(EVENT_SUBJECTS)
+GRAPH_EVENT_TYPES: Final[tuple[str, ...]] = tuple(GRAPH_EVENT_SUBJECTS)
+ALL_EVENT_TYPES: Final[tuple[str, ...]] = (*EVENT_TYPES, *GRAPH_EVENT_TYPES)
 VARIABLES: Final[tuple[str, ...]] = (
     "event",
     "deal",
@@ -253,13 +263,19 @@ EVENT: Final = _object(
     {
         "id": _scalar(_ID, "the event's id in brokerhooks"),
         "type": _scalar(_S, "the event type, e.g. dealChangesStage"),
-        "source": _scalar(_S, "where it came from: salestrekker"),
-        "entity_id": _scalar(_ID, "the id of the deal, contact or note"),
+        "source": _scalar(_S, "where it came from: salestrekker or msgraph"),
+        "entity_id": _scalar(
+            _ID, "the id of the deal, contact or note (or Microsoft 365 item)"
+        ),
         "deal_id": _scalar(
-            _ID, "the deal's id, for deal and note events", nullable=True
+            _ID,
+            "the deal's id, for deal and note events (and matched Graph events)",
+            nullable=True,
         ),
         "received_at": _scalar(FieldType.TIMESTAMP, "when brokerhooks received it"),
-        "payload": Field(FieldType.ANY, "the webhook's JSON body, as sent"),
+        "payload": Field(
+            FieldType.ANY, "the webhook's JSON body, or the Graph notification"
+        ),
     },
 )
 
@@ -310,6 +326,9 @@ _BY_SUBJECT: Final = {subject: _variables_of(subject) for subject in _SNAPSHOTS}
 
 def variables(event_type: str) -> Mapping[str, Field]:
     """The variables a rule sees on ``event_type`` (a canonical name)."""
+    graph = GRAPH_EVENT_SUBJECTS.get(event_type)
+    if graph is not None:
+        return _GRAPH_BY_SUBJECT[graph]
     return _BY_SUBJECT[EVENT_SUBJECTS[event_type]]
 
 
@@ -317,9 +336,237 @@ def events_with(variable: str) -> list[str]:
     """The event types on which ``variable`` can be set."""
     return [
         event_type
-        for event_type in EVENT_TYPES
-        if variables(event_type)[variable].type is not FieldType.ABSENT
+        for event_type in ALL_EVENT_TYPES
+        if variable in variables(event_type)
+        and variables(event_type)[variable].type is not FieldType.ABSENT
     ]
+
+
+# ---------------------------------------------------------------- Graph
+
+_TEXT_TIME = "ISO 8601 text, UTC"
+
+
+def _address_of(what: str, *, nullable: bool = False) -> Field:
+    return _object(
+        f"{what}: name and address",
+        {
+            "name": _scalar(_S, "the display name", nullable=True),
+            "address": _scalar(_S, "the e-mail address", nullable=True),
+        },
+        nullable=nullable,
+    )
+
+
+def _graph_time(doc: str) -> Field:
+    return _object(
+        doc,
+        {
+            "dateTime": _scalar(_S, "local date and time, ISO 8601 text"),
+            "timeZone": _scalar(_S, "its time zone, e.g. UTC", nullable=True),
+        },
+        nullable=True,
+    )
+
+
+MESSAGE: Final = _object(
+    "a mail in the connection's inbox",
+    {
+        "id": _scalar(_ID, "the message's id in Outlook"),
+        "subject": _scalar(_S, "the subject"),
+        "bodyPreview": _scalar(_S, "the first 255 characters of the body, as text"),
+        "from": _address_of("the sender"),
+        "to": _list("the To recipients", _address_of("a recipient")),
+        "cc": _list("the Cc recipients", _address_of("a recipient")),
+        "receivedDateTime": _scalar(_S, f"when it arrived, {_TEXT_TIME}"),
+        "sentDateTime": _scalar(_S, f"when it was sent, {_TEXT_TIME}", nullable=True),
+        "hasAttachments": _scalar(_B, "it has attachments"),
+        "importance": _scalar(_S, "low, normal or high"),
+        "isRead": _scalar(_B, "it has been read"),
+        "conversationId": _scalar(_ID, "the conversation (thread)", nullable=True),
+        "webLink": _scalar(_S, "where to open it in Outlook on the web", nullable=True),
+        "categories": _list("Outlook categories", _scalar(_S, "")),
+    },
+)
+
+CALENDAR_EVENT: Final = _object(
+    "an event in the connection's Outlook calendar",
+    {
+        "id": _scalar(_ID, "the event's id in Outlook"),
+        "subject": _scalar(_S, "the subject"),
+        "bodyPreview": _scalar(_S, "the start of its text"),
+        "start": _graph_time("when it starts"),
+        "end": _graph_time("when it ends"),
+        "location": _scalar(_S, "the location's name"),
+        "organizer": _address_of("the organizer"),
+        "attendees": _list(
+            "the attendees",
+            _object(
+                "an attendee",
+                {
+                    "name": _scalar(_S, "the display name", nullable=True),
+                    "address": _scalar(_S, "the e-mail address", nullable=True),
+                    "type": _scalar(
+                        _S, "required, optional or resource", nullable=True
+                    ),
+                    "response": _scalar(_S, "their answer", nullable=True),
+                },
+            ),
+        ),
+        "isAllDay": _scalar(_B, "an all-day event"),
+        "isCancelled": _scalar(_B, "cancelled"),
+        "webLink": _scalar(_S, "where to open it in Outlook", nullable=True),
+        "categories": _list("Outlook categories", _scalar(_S, "")),
+    },
+)
+
+TASK: Final = _object(
+    "a task in a Microsoft To Do list",
+    {
+        "id": _scalar(_ID, "the task's id in To Do"),
+        "listId": _scalar(_ID, "the id of its list"),
+        "title": _scalar(_S, "the title"),
+        "body": _scalar(_S, "the notes, as text"),
+        "status": _scalar(
+            _S, "notStarted, inProgress, completed, waitingOnOthers or deferred"
+        ),
+        "importance": _scalar(_S, "low, normal or high"),
+        "dueDateTime": _graph_time("when it is due"),
+        "completedDateTime": _graph_time("when it was completed"),
+        "createdDateTime": _scalar(
+            _S, f"when it was made, {_TEXT_TIME}", nullable=True
+        ),
+        "lastModifiedDateTime": _scalar(
+            _S, f"when it last changed, {_TEXT_TIME}", nullable=True
+        ),
+        "categories": _list("categories", _scalar(_S, "")),
+        "linkedResources": _list(
+            "links to what the task is about; brokerhooks' own name the action",
+            _object(
+                "a linked resource",
+                {
+                    "applicationName": _scalar(_S, "who made the link", nullable=True),
+                    "externalId": _scalar(_S, "the maker's id for it", nullable=True),
+                    "webUrl": _scalar(_S, "where it points", nullable=True),
+                    "displayName": _scalar(_S, "its title", nullable=True),
+                },
+            ),
+        ),
+    },
+)
+
+DRIVE_ITEM: Final = _object(
+    "a file or folder in the connection's OneDrive",
+    {
+        "id": _scalar(_ID, "the item's id in OneDrive"),
+        "name": _scalar(_S, "the file or folder name"),
+        "path": _scalar(_S, "its path from the root, e.g. Clients/Nguyen/id.pdf"),
+        "webUrl": _scalar(_S, "where to open it", nullable=True),
+        "size": _scalar(_N, "the size in bytes"),
+        "isFolder": _scalar(_B, "a folder, not a file"),
+        "mimeType": _scalar(_S, "a file's type", nullable=True),
+        "createdDateTime": _scalar(
+            _S, f"when it was made, {_TEXT_TIME}", nullable=True
+        ),
+        "lastModifiedDateTime": _scalar(
+            _S, f"when it last changed, {_TEXT_TIME}", nullable=True
+        ),
+        "deleted": _scalar(_B, "it was deleted (driveItemDeleted)"),
+    },
+)
+
+GRAPH_SNAPSHOTS: Final[Mapping[GraphSubject, Field]] = {
+    "message": MESSAGE,
+    "calendar_event": CALENDAR_EVENT,
+    "task": TASK,
+    "drive_item": DRIVE_ITEM,
+}
+
+# The changes of Graph items, as ``pipeline.enrich.GRAPH_CHANGE_FIELDS``
+# computes them.
+GRAPH_CHANGES: Final[Mapping[GraphSubject, Field]] = {
+    "message": _object(
+        "what changed on the message",
+        {
+            "read": _change("read or not", _scalar(_B, "")),
+            "importance": _change("the importance", _scalar(_S, "")),
+            "categories": _change("the categories", _list("", _scalar(_S, ""))),
+            "subject": _change("the subject", _scalar(_S, "")),
+        },
+    ),
+    "calendar_event": _object(
+        "what changed on the calendar event",
+        {
+            "start": _change("the start, ISO 8601 text", _scalar(_S, "")),
+            "end": _change("the end, ISO 8601 text", _scalar(_S, "")),
+            "subject": _change("the subject", _scalar(_S, "")),
+            "location": _change("the location", _scalar(_S, "")),
+            "cancelled": _change("cancelled or not", _scalar(_B, "")),
+        },
+    ),
+    "task": _object(
+        "what changed on the task",
+        {
+            "status": _change("the status", _scalar(_S, "")),
+            "title": _change("the title", _scalar(_S, "")),
+            "due": _change("the due date, ISO 8601 text", _scalar(_S, "")),
+            "importance": _change("the importance", _scalar(_S, "")),
+        },
+    ),
+    "drive_item": _object(
+        "what changed on the file or folder",
+        {
+            "name": _change("the name", _scalar(_S, "")),
+            "path": _change("the path", _scalar(_S, "")),
+            "size": _change("the size", _scalar(_N, "")),
+        },
+    ),
+}
+
+GRAPH_VARIABLES: Final[tuple[str, ...]] = (
+    "event",
+    *GRAPH_SUBJECTS,
+    "deal",
+    "contact",
+    "note",
+    "previous",
+    "changes",
+    "broker",
+    "now",
+)
+
+
+def _graph_absent(name: str, subject: GraphSubject) -> Field:
+    return Field(FieldType.ABSENT, f"{name} is always null on {subject} events")
+
+
+def _graph_variables_of(subject: GraphSubject) -> dict[str, Field]:
+    items: dict[str, Field] = {
+        name: schema if name == subject else _graph_absent(name, subject)
+        for name, schema in GRAPH_SNAPSHOTS.items()
+    }
+    # Mails, calendar events and tasks are matched to deals; files are not.
+    matched = subject != "drive_item"
+    return {
+        "event": EVENT,
+        **items,
+        "deal": replace(DEAL, nullable=True)
+        if matched
+        else _graph_absent("deal", subject),
+        "contact": replace(CONTACT, nullable=True)
+        if matched
+        else _graph_absent("contact", subject),
+        "note": _graph_absent("note", subject),
+        "previous": replace(GRAPH_SNAPSHOTS[subject], nullable=True),
+        "changes": GRAPH_CHANGES[subject],
+        "broker": BROKER,
+        "now": NOW,
+    }
+
+
+_GRAPH_BY_SUBJECT: Final = {
+    subject: _graph_variables_of(subject) for subject in GRAPH_SNAPSHOTS
+}
 
 
 # ---------------------------------------------------------------- paths
@@ -544,7 +791,9 @@ class Resolved:
     fix: str = ""
 
 
-_CHANGE_NAMES: Final = frozenset(name for c in CHANGES.values() for name in c.fields)
+_CHANGE_NAMES: Final = frozenset(
+    name for c in (*CHANGES.values(), *GRAPH_CHANGES.values()) for name in c.fields
+)
 _GUARDS: Final = {
     "cel": "test has({path}) first",
     "jinja": "wrap it in {{% if {path} is defined %}}",
@@ -769,6 +1018,8 @@ def sample_context(event_type: str, *, all_changes: bool = False) -> dict[str, A
     With ``all_changes`` every change of the subject is present, so that a
     template naming any change renders; the validator uses that.
     """
+    if event_type in GRAPH_EVENT_SUBJECTS:
+        return _graph_sample(event_type, all_changes=all_changes)
     subject = EVENT_SUBJECTS[event_type]
     snapshots: dict[str, Any] = {
         "deal": copy.deepcopy(_DEAL) if subject in ("deal", "note") else None,
@@ -797,6 +1048,202 @@ def sample_context(event_type: str, *, all_changes: bool = False) -> dict[str, A
         **snapshots,
         "previous": None if first else _previous(snapshots[subject], changed),
         "changes": {} if first else changes,
+        "broker": {
+            "id": "d2f8b4a6-7e1c-4b9d-8a3f-5c0e6b2d9f14",
+            "name": "Harbour Home Loans",
+            "timezone": "Australia/Sydney",
+        },
+        "now": SAMPLE_NOW,
+    }
+
+
+# ---------------------------------------------------------------- Graph samples
+
+_MAILBOX = {"name": "Harbour Home Loans", "address": "broker@harbour.example"}
+_CLIENT_ADDRESS = {"name": "Linh Nguyen", "address": "linh.nguyen@example.com"}
+_MESSAGE_ID = "AAMkAGI2TG93AAA-Linh-rate-question"
+
+_MESSAGE: Final[dict[str, Any]] = {
+    "id": _MESSAGE_ID,
+    "subject": "Re: your refinance",
+    "bodyPreview": "Hi, can we lock the rate before 30 June? Thanks, Linh",
+    "from": _CLIENT_ADDRESS,
+    "to": [_MAILBOX],
+    "cc": [],
+    "receivedDateTime": "2025-03-13T22:25:00Z",
+    "sentDateTime": "2025-03-13T22:24:51Z",
+    "hasAttachments": False,
+    "importance": "normal",
+    "isRead": False,
+    "conversationId": "AAQkAGI2TG93-conversation",
+    "webLink": "https://outlook.office365.com/owa/?ItemID=AAMkAGI2TG93AAA",
+    "categories": [],
+}
+
+_CALENDAR_EVENT: Final[dict[str, Any]] = {
+    "id": "AAMkAGI2TG93AAB-settlement",
+    "subject": "Settlement call: Nguyen refinance",
+    "bodyPreview": "Walk through the settlement figures.",
+    "start": {"dateTime": "2025-04-11T10:00:00.0000000", "timeZone": "UTC"},
+    "end": {"dateTime": "2025-04-11T11:00:00.0000000", "timeZone": "UTC"},
+    "location": "Phone",
+    "organizer": _MAILBOX,
+    "attendees": [{**_CLIENT_ADDRESS, "type": "required", "response": "accepted"}],
+    "isAllDay": False,
+    "isCancelled": False,
+    "webLink": "https://outlook.office365.com/owa/?itemid=AAMkAGI2TG93AAB",
+    "categories": [],
+}
+
+_TASK: Final[dict[str, Any]] = {
+    "id": "AAMkAGI2TG93AAC-valuation",
+    "listId": "AAMkAGI2TG93AAD-deals",
+    "title": "Order valuation: Nguyen - Refinance 12 Banksia St, Marrickville",
+    "body": "Moved from 5. Submitted to 6. Approved.",
+    "status": "completed",
+    "importance": "normal",
+    "dueDateTime": {"dateTime": "2025-03-16T00:00:00.0000000", "timeZone": "UTC"},
+    "completedDateTime": {
+        "dateTime": "2025-03-14T00:00:00.0000000",
+        "timeZone": "UTC",
+    },
+    "createdDateTime": "2025-03-13T22:30:00Z",
+    "lastModifiedDateTime": "2025-03-13T22:29:00Z",
+    "categories": [],
+    "linkedResources": [
+        {
+            "applicationName": "brokerhooks",
+            "externalId": "0b7d3f9e-1c5a-4e8b-a2d6-9f4c1e7b3a58:stage-task:task",
+            "webUrl": "https://hooks.example.com/events/0b7d3f9e",
+            "displayName": "brokerhooks event 0b7d3f9e",
+        }
+    ],
+}
+
+_DRIVE_ITEM: Final[dict[str, Any]] = {
+    "id": "01BYE5RZ6QN3ZWBTUFOFD3GSPGOHDJD36K",
+    "name": "payslips.pdf",
+    "path": "Clients/Nguyen/payslips.pdf",
+    "webUrl": "https://harbour-my.sharepoint.com/personal/Documents/payslips.pdf",
+    "size": 48213,
+    "isFolder": False,
+    "mimeType": "application/pdf",
+    "createdDateTime": "2025-03-13T22:20:00Z",
+    "lastModifiedDateTime": "2025-03-13T22:20:00Z",
+    "deleted": False,
+}
+
+_GRAPH_SAMPLES: Final[Mapping[GraphSubject, dict[str, Any]]] = {
+    "message": _MESSAGE,
+    "calendar_event": _CALENDAR_EVENT,
+    "task": _TASK,
+    "drive_item": _DRIVE_ITEM,
+}
+
+# Every change, with the sample above as its `to` side.
+_GRAPH_ALL_CHANGES: Final[Mapping[GraphSubject, dict[str, dict[str, Any]]]] = {
+    "message": {
+        "read": {"from": True, "to": False},
+        "importance": {"from": "high", "to": "normal"},
+        "categories": {"from": ["Clients"], "to": []},
+        "subject": {"from": "your refinance", "to": _MESSAGE["subject"]},
+    },
+    "calendar_event": {
+        "start": {
+            "from": "2025-04-04T10:00:00.0000000",
+            "to": "2025-04-11T10:00:00.0000000",
+        },
+        "end": {
+            "from": "2025-04-04T11:00:00.0000000",
+            "to": "2025-04-11T11:00:00.0000000",
+        },
+        "subject": {"from": "Settlement call", "to": _CALENDAR_EVENT["subject"]},
+        "location": {"from": "Office", "to": "Phone"},
+        "cancelled": {"from": True, "to": False},
+    },
+    "task": {
+        "status": {"from": "notStarted", "to": "completed"},
+        "title": {"from": "Order valuation", "to": _TASK["title"]},
+        "due": {
+            "from": "2025-03-15T00:00:00.0000000",
+            "to": "2025-03-16T00:00:00.0000000",
+        },
+        "importance": {"from": "high", "to": "normal"},
+    },
+    "drive_item": {
+        "name": {"from": "scan.pdf", "to": "payslips.pdf"},
+        "path": {"from": "Clients/Nguyen/scan.pdf", "to": _DRIVE_ITEM["path"]},
+        "size": {"from": 1024, "to": 48213},
+    },
+}
+
+_GRAPH_TYPICAL_CHANGES: Final[Mapping[str, tuple[str, ...]]] = {
+    "messageUpdated": ("read",),
+    "eventUpdated": ("start", "end"),
+    "taskUpdated": ("title",),
+    "taskCompleted": ("status",),
+    "driveItemChanged": ("size",),
+}
+
+# Where each change's `from` side goes in `previous`.
+_GRAPH_PREVIOUS: Final[Mapping[str, Mapping[str, Any]]] = {
+    "read": {"isRead": True},
+    "start": {"start": {"dateTime": "2025-04-04T10:00:00.0000000", "timeZone": "UTC"}},
+    "end": {"end": {"dateTime": "2025-04-04T11:00:00.0000000", "timeZone": "UTC"}},
+    "title": {"title": "Order valuation"},
+    "status": {"status": "notStarted", "completedDateTime": None},
+    "size": {"size": 1024},
+}
+
+_GRAPH_FIRST_EVENTS: Final = frozenset(
+    {"messageCreated", "eventCreated", "taskCreated"}
+)
+
+
+def _graph_sample(event_type: str, *, all_changes: bool) -> dict[str, Any]:
+    """A realistic context for a Graph event type, matched to the sample deal."""
+    subject = GRAPH_EVENT_SUBJECTS[event_type]
+    data = copy.deepcopy(_GRAPH_SAMPLES[subject])
+    if event_type == "taskUpdated":
+        data["status"], data["completedDateTime"] = "inProgress", None
+    if event_type == "driveItemDeleted":
+        data["deleted"] = True
+    changed = _GRAPH_TYPICAL_CHANGES.get(event_type, ())
+    if all_changes:
+        changed = tuple(_GRAPH_ALL_CHANGES[subject])
+    first = event_type in _GRAPH_FIRST_EVENTS and not all_changes
+    previous = copy.deepcopy(data)
+    for name in changed:
+        previous.update(copy.deepcopy(dict(_GRAPH_PREVIOUS.get(name, {}))))
+    matched = subject != "drive_item"
+    return {
+        "event": {
+            "id": "0b7d3f9e-1c5a-4e8b-a2d6-9f4c1e7b3a58",
+            "type": event_type,
+            "source": "msgraph",
+            "entity_id": data["id"],
+            "deal_id": _DEAL_ID if matched else None,
+            "received_at": SAMPLE_NOW,
+            "payload": {
+                "subscription": "0195a7c2-6f1e-7b3a-9c4d-2e8f1a6b3c50",
+                "notification": {
+                    "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+                    "changeType": "created" if first else "updated",
+                    "resource": f"Users/ann/Messages/{data['id']}",
+                    "resourceData": {"id": data["id"]},
+                },
+            },
+        },
+        **{name: data if name == subject else None for name in _GRAPH_SAMPLES},
+        "deal": copy.deepcopy(_DEAL) if matched else None,
+        "contact": copy.deepcopy(_CONTACT) if matched else None,
+        "note": None,
+        "previous": None if first else previous,
+        "changes": {}
+        if first
+        else {
+            name: copy.deepcopy(_GRAPH_ALL_CHANGES[subject][name]) for name in changed
+        },
         "broker": {
             "id": "d2f8b4a6-7e1c-4b9d-8a3f-5c0e6b2d9f14",
             "name": "Harbour Home Loans",

@@ -30,6 +30,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from brokerhooks.ingest.msgraph_events import EVENT_SUBJECTS as GRAPH_EVENT_SUBJECTS
+from brokerhooks.ingest.msgraph_events import canonical_graph_event_name
 from brokerhooks.ingest.salestrekker_events import EVENT_SUBJECTS, canonical_event_name
 from brokerhooks.rules.fields import closest
 
@@ -398,6 +400,15 @@ def check_slug(value: str, what: str) -> str:
     return value
 
 
+# Every event type a trigger can name: SalesTrekker's, then Graph's.
+EVENT_TYPES = (*EVENT_SUBJECTS, *GRAPH_EVENT_SUBJECTS)
+
+
+def canonical_type(name: str) -> str | None:
+    """The canonical spelling of a SalesTrekker or Graph event type, or None."""
+    return canonical_event_name(name) or canonical_graph_event_name(name)
+
+
 def canonical_trigger(value: object) -> tuple[str, ...]:
     """The canonical event types a trigger names, in order, without repeats."""
     names = [value] if isinstance(value, str) else value
@@ -408,14 +419,14 @@ def canonical_trigger(value: object) -> tuple[str, ...]:
         )
     found: list[str] = []
     for name in names:
-        canonical = canonical_event_name(name) if isinstance(name, str) else None
+        canonical = canonical_type(name) if isinstance(name, str) else None
         if canonical is None:
-            guess = closest(str(name), EVENT_SUBJECTS)
+            guess = closest(str(name), EVENT_TYPES)
             raise invalid(
                 f"{name!r} is not an event type",
                 f"did you mean {guess}?"
                 if guess
-                else f"use one of {', '.join(EVENT_SUBJECTS)}",
+                else f"use one of {', '.join(EVENT_TYPES)}",
             )
         if canonical not in found:
             found.append(canonical)
@@ -518,7 +529,7 @@ class RuleFile(BaseModel):
 
     def triggered_by(self, event_type: str) -> list[Rule]:
         """The enabled rules whose trigger names ``event_type`` (any case)."""
-        canonical = canonical_event_name(event_type)
+        canonical = canonical_type(event_type)
         return [
             rule for rule in self.rules if rule.enabled and canonical in rule.trigger
         ]

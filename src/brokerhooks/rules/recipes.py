@@ -219,6 +219,68 @@ rules:
           content: "${{content}}"
 """,
         ),
+        Recipe(
+            id="client-mail-note",
+            title="Mail from a client → note on their deal",
+            description=(
+                "When a mail from a client arrives in the connection's inbox, "
+                "write it as a note on the client's deal. Needs an inbox "
+                "subscription: `brokerhooks connections m365 subscribe NAME "
+                "--resource inbox`."
+            ),
+            params=(
+                RecipeParam("rule_id", "the new rule's id", "client-mail-note"),
+                RecipeParam(
+                    "content",
+                    "the note's text",
+                    "Mail from {{ message.from.name | default(message.from.address) }} "
+                    "<{{ message.from.address }}>: {{ message.subject }}\n\n"
+                    "{{ message.bodyPreview }}",
+                ),
+            ),
+            template="""\
+rules:
+  - id: "${rule_id}"
+    name: "Client mail as a note on the deal"
+    trigger: messageCreated
+    condition: deal != null
+    actions:
+      - id: note
+        kind: salestrekker_note
+        params:
+          content: "${content}"
+""",
+        ),
+        Recipe(
+            id="task-done-note",
+            title="To Do task completed → note on the deal",
+            description=(
+                "When a To Do task that a rule made for a deal is ticked off, "
+                "note it on the deal. Needs a todo subscription on the task's "
+                "list: `brokerhooks connections m365 subscribe NAME --resource "
+                "todo --list LIST`."
+            ),
+            params=(
+                RecipeParam("rule_id", "the new rule's id", "task-done-note"),
+                RecipeParam(
+                    "content",
+                    "the note's text",
+                    "Done in To Do: {{ task.title }}",
+                ),
+            ),
+            template="""\
+rules:
+  - id: "${rule_id}"
+    name: "Note when a deal's To Do task is done"
+    trigger: taskCompleted
+    condition: deal != null
+    actions:
+      - id: note
+        kind: salestrekker_note
+        params:
+          content: "${content}"
+""",
+        ),
     )
 }
 

@@ -45,6 +45,9 @@ EVENT_STATUSES = (
 )
 
 UUID_LENGTH = 36
+# Entity ids are SalesTrekker UUIDs or Microsoft Graph ids (about 150
+# characters for Outlook and To Do items).
+ENTITY_ID_LENGTH = 255
 
 
 class Base(DeclarativeBase):
@@ -90,7 +93,7 @@ class Event(Base):
     broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id"))
     source: Mapped[str] = mapped_column(String(20))
     type: Mapped[str] = mapped_column(String(100))
-    entity_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    entity_id: Mapped[str] = mapped_column(String(ENTITY_ID_LENGTH))
     deal_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
     status: Mapped[str] = mapped_column(String(20))
     payload: Mapped[str] = mapped_column(Text)
@@ -160,7 +163,7 @@ class Job(Base):
     broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
     event_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
     ref: Mapped[str | None] = mapped_column(String(250))
-    ordering_key: Mapped[str | None] = mapped_column(String(200))
+    ordering_key: Mapped[str | None] = mapped_column(String(300))
     status: Mapped[str] = mapped_column(String(20))
     run_after: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -200,7 +203,7 @@ class Snapshot(Base):
     id: Mapped[int] = mapped_column(BIGINT_ID, primary_key=True, autoincrement=True)
     broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
     subject: Mapped[str] = mapped_column(String(20))
-    entity_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    entity_id: Mapped[str] = mapped_column(String(ENTITY_ID_LENGTH))
     event_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime())
     data: Mapped[str] = mapped_column(Text)
@@ -419,4 +422,126 @@ class ApiToken(Base):
     __table_args__ = (
         Index("uq_api_tokens_token_hash", "token_hash", unique=True),
         Index("ix_api_tokens_broker_id", "broker_id"),
+    )
+
+
+# Graph subscription statuses. `creating` until Graph has validated our
+# endpoint; `failing` while renewal or recreation keeps failing (retried).
+SUBSCRIPTION_CREATING = "creating"
+SUBSCRIPTION_ACTIVE = "active"
+SUBSCRIPTION_FAILING = "failing"
+SUBSCRIPTION_STATUSES = (
+    SUBSCRIPTION_CREATING,
+    SUBSCRIPTION_ACTIVE,
+    SUBSCRIPTION_FAILING,
+)
+
+
+class GraphSubscription(Base):
+    """A Microsoft Graph change-notification subscription of a connection.
+
+    ``client_state_encrypted`` is the secret Graph echoes in every
+    notification; ``graph_subscription_id`` is Graph's id, which changes when
+    the subscription is recreated (the row, and its id, stay).
+    ``delta_link`` is where the next delta query starts, for resynchronising
+    after missed notifications.
+    """
+
+    __tablename__ = "graph_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    broker_id: Mapped[str] = mapped_column(ForeignKey("brokers.id", ondelete="CASCADE"))
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("m365_connections.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    resource: Mapped[str] = mapped_column(String(500))
+    list_name: Mapped[str | None] = mapped_column(String(200))
+    change_types: Mapped[str] = mapped_column(String(60))
+    graph_subscription_id: Mapped[str | None] = mapped_column(String(100))
+    client_state_encrypted: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delta_link: Mapped[str | None] = mapped_column(Text)
+    last_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_lifecycle_event: Mapped[str | None] = mapped_column(String(40))
+    renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index(
+            "uq_graph_subscriptions_graph_subscription_id",
+            "graph_subscription_id",
+            unique=True,
+        ),
+        Index(
+            "uq_graph_subscriptions_connection_id_kind_resource",
+            "connection_id",
+            "kind",
+            "resource",
+            unique=True,
+        ),
+        Index("ix_graph_subscriptions_broker_id", "broker_id"),
+    )
+
+
+class GraphNotificationKey(Base):
+    """A notification already stored, to recognise Graph's repeats of it.
+
+    ``key`` is the SHA-256 of (subscription, resource, change type, version);
+    rows older than the dedupe window are pruned.
+    """
+
+    __tablename__ = "graph_notification_keys"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    event_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    repeats: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_graph_notification_keys_first_seen_at", "first_seen_at"),
+    )
+
+
+class ContactEmail(Base):
+    """An e-mail address of a contact, from the contact's latest snapshot.
+
+    Lets a mail be matched to the contact who sent it; ``email`` is lower
+    case.
+    """
+
+    __tablename__ = "contact_emails"
+
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_contact_emails_broker_id_contact_id", "broker_id", "contact_id"),
+    )
+
+
+class DealClient(Base):
+    """A client of a deal, from the deal's latest snapshot.
+
+    ``is_open`` while the deal is active and neither lost nor settled. Lets
+    a mail from a contact be matched to the contact's deal.
+    """
+
+    __tablename__ = "deal_clients"
+
+    broker_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    deal_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    is_open: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_deal_clients_broker_id_contact_id", "broker_id", "contact_id"),
     )

@@ -61,6 +61,7 @@ log = structlog.get_logger("brokerhooks.connectors.msgraph")
 # offline_access (the refresh token).
 DELEGATED_SCOPES = (
     "Tasks.ReadWrite",
+    "Mail.Read",
     "Mail.Send",
     "Calendars.ReadWrite",
     "Files.ReadWrite",

@@ -152,8 +152,21 @@ class GraphClient:
             json=task.to_graph(creating=True),
         )
 
-    async def get_task(self, list_id: str, task_id: str) -> JSON:
-        return await self._json("GET", self._task_path(list_id, task_id))
+    async def get_task(
+        self, list_id: str, task_id: str, *, expand_linked_resources: bool = False
+    ) -> JSON:
+        path = self._task_path(list_id, task_id)
+        if expand_linked_resources:
+            path += "?$expand=linkedResources"
+        return await self._json("GET", path)
+
+    async def list_tasks(
+        self, list_id: str, *, expand_linked_resources: bool = False
+    ) -> list[JSON]:
+        path = f"{self._user}/todo/lists/{_segment(list_id)}/tasks"
+        if expand_linked_resources:
+            path += "?$expand=linkedResources"
+        return await self._get_all(path)
 
     async def update_task(
         self, list_id: str, task_id: str, changes: TaskFields
@@ -183,6 +196,12 @@ class GraphClient:
             f"{self._user}/sendMail",
             json=message.to_graph(save_to_sent_items=save_to_sent_items),
         )
+
+    async def get_message(self, message_id: str, *, select: str | None = None) -> JSON:
+        path = f"{self._user}/messages/{_segment(message_id)}"
+        if select:
+            path += f"?$select={select}"
+        return await self._json("GET", path)
 
     # Calendar.
 
@@ -224,6 +243,10 @@ class GraphClient:
             drive = await self._json("GET", f"{self._user}/drive")
             self._drive_id = str(drive["id"])
         return self._drive_id
+
+    async def get_drive_item(self, item_id: str) -> JSON:
+        drive = _segment(await self.drive_id())
+        return await self._json("GET", f"/drives/{drive}/items/{_segment(item_id)}")
 
     async def get_item_by_path(self, path: str) -> JSON | None:
         """The item at ``path`` ("Deals/Smith"), or None if there is none."""
@@ -338,6 +361,56 @@ class GraphClient:
             address += ":/" + "/".join(_segment(name) for name in names) + ":"
         return f"/drives/{_segment(await self.drive_id())}/items/{address}{tail}"
 
+    # Change notifications.
+
+    @property
+    def user_path(self) -> str:
+        """``/me`` or ``/users/{mailbox}``: where this client's resources live."""
+        return self._user
+
+    async def create_subscription(self, subscription: JSON) -> JSON:
+        """Create a subscription; Graph first validates the notification URL."""
+        return await self._json("POST", "/subscriptions", json=subscription)
+
+    async def renew_subscription(self, subscription_id: str, expires: datetime) -> JSON:
+        """Move a subscription's expiry (which also reauthorizes it) [doc]."""
+        return await self._json(
+            "PATCH",
+            f"/subscriptions/{_segment(subscription_id)}",
+            json={"expirationDateTime": graph_datetime(expires)},
+        )
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        await self._call("DELETE", f"/subscriptions/{_segment(subscription_id)}")
+
+    async def delta(self, path_or_link: str) -> tuple[list[JSON], str | None]:
+        """Every change a delta query returns, and the link for the next one.
+
+        ``path_or_link`` is a delta path (``{user}/.../delta``) for the first
+        query or the ``@odata.deltaLink`` a previous one gave.
+        """
+        items: list[JSON] = []
+        url: str | None = self._relative(path_or_link)
+        delta_link: str | None = None
+        while url is not None:
+            page = await self._json("GET", url)
+            items.extend(page.get("value", []))
+            next_link = page.get("@odata.nextLink")
+            delta_link = page.get("@odata.deltaLink") or delta_link
+            url = self._relative(next_link) if next_link else None
+        return items, delta_link
+
+    def _relative(self, path_or_link: str) -> str:
+        """A path under Graph's base URL; PermanentError for another host."""
+        if not path_or_link.startswith(("http://", "https://")):
+            return path_or_link
+        if not path_or_link.startswith(self._base + "/"):
+            raise PermanentError(
+                "Microsoft Graph sent a link to another host: "
+                f"{urlsplit(path_or_link).netloc}"
+            )
+        return path_or_link[len(self._base) :]
+
     # Requests.
 
     async def _json(self, method: str, path: str, *, json: JSON | None = None) -> JSON:
@@ -448,6 +521,13 @@ class GraphClient:
                 f"Microsoft Graph could not be reached for {what}: "
                 f"{type(error).__name__}"
             ) from None
+
+
+def graph_datetime(moment: datetime) -> str:
+    """UTC with seven fractional digits and ``Z``, as Graph writes times."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no zone; give an aware one")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def _segment(value: str) -> str:

@@ -12,6 +12,8 @@ from brokerhooks.simulators.msgraph.state import (
     RecordedRequest,
     RecordedTokenRequest,
     SentMail,
+    SentNotification,
+    Subscription,
     User,
 )
 from brokerhooks.simulators.msgraph.tls import (
@@ -25,6 +27,8 @@ __all__ = [
     "RecordedRequest",
     "RecordedTokenRequest",
     "SentMail",
+    "SentNotification",
+    "Subscription",
     "User",
     "make_loopback_certificates",
 ]

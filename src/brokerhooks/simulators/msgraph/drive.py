@@ -9,6 +9,7 @@ by ``:/relative/path:`` and then ``/children``, ``/content`` or
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -95,6 +96,12 @@ class Drive:
         self.root_id = root.id
         self.items: dict[str, DriveItem] = {root.id: root}
         self.sessions: dict[str, UploadSession] = {}
+        # Told of every change: (item id, created/updated/deleted).
+        self.on_change: Callable[[str, str], None] | None = None
+
+    def _changed(self, item_id: str, change_type: str) -> None:
+        if self.on_change is not None:
+            self.on_change(item_id, change_type)
 
     # Lookups.
 
@@ -155,6 +162,7 @@ class Drive:
             id=new_id("01"), name=name, parent_id=parent.id, is_folder=True
         )
         self.items[folder.id] = folder
+        self._changed(folder.id, "created")
         return folder
 
     def write_file(
@@ -166,6 +174,7 @@ class Drive:
             existing.content = content
             existing.modified = datetime.now(UTC)
             existing.version += 1
+            self._changed(existing.id, "updated")
             return existing, False
         name = self._settle_name(parent, name, behavior)
         item = DriveItem(
@@ -176,6 +185,7 @@ class Drive:
             content=content,
         )
         self.items[item.id] = item
+        self._changed(item.id, "created")
         return item, True
 
     def delete(self, item: DriveItem) -> None:
@@ -184,6 +194,7 @@ class Drive:
         for child in self.children(item):
             self.delete(child)
         del self.items[item.id]
+        self._changed(item.id, "deleted")
 
     def _settle_name(self, parent: DriveItem, name: str, behavior: str) -> str:
         existing = self.child(parent, name)

@@ -22,12 +22,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from brokerhooks.simulators.msgraph import drive as drives
+from brokerhooks.simulators.msgraph import subscriptions
 from brokerhooks.simulators.msgraph.common import Answer, GraphFault, graph_timestamp
 from brokerhooks.simulators.msgraph.fields import (
     json_object,
     no_segment,
     require_method,
 )
+from brokerhooks.simulators.msgraph.mail import handle_messages, inbox_segments
 from brokerhooks.simulators.msgraph.onedrive import handle_drive, handle_upload
 from brokerhooks.simulators.msgraph.outlook import (
     cancel_event,
@@ -56,6 +58,7 @@ KEYWORDS = {
         "events",
         "cancel",
         "drive",
+        "delta",
     )
 }
 
@@ -83,17 +86,32 @@ def routes(tenant: Tenant) -> list[Route]:
         mailbox: str | None = None
         try:
             principal = _authenticate(tenant, request)
+            rest = request.path_params["rest"]
+            if rest.split("/", 1)[0].casefold() == "subscriptions":
+                _raise_injected_fault(tenant, request)
+                answer = await subscriptions.handle(
+                    tenant,
+                    request,
+                    principal.token,
+                    principal.user,
+                    [segment for segment in rest.split("/")[1:] if segment],
+                    body,
+                )
+                return _respond(tenant, request, body, None, answer)
             with tenant.lock:
-                target = _target(tenant, principal, request.path_params["rest"])
+                target = _target(tenant, principal, rest)
             mailbox = target.user.upn
             _raise_injected_fault(tenant, request)
             answer = await _limited(
                 tenant,
                 mailbox,
                 lambda: _dispatch(tenant, request, principal, target, body),
+                request.method,
             )
         except GraphFault as fault:
             answer = _error_answer(request, fault)
+        finally:
+            subscriptions.dispatch(tenant)
         return _respond(tenant, request, body, mailbox, answer)
 
     async def upload(request: Request) -> Response:
@@ -112,10 +130,15 @@ def routes(tenant: Tenant) -> list[Route]:
                 )
             _raise_injected_fault(tenant, request)
             answer = await _limited(
-                tenant, mailbox, lambda: handle_upload(tenant, request, session, body)
+                tenant,
+                mailbox,
+                lambda: handle_upload(tenant, request, session, body),
+                request.method,
             )
         except GraphFault as fault:
             answer = _error_answer(request, fault)
+        finally:
+            subscriptions.dispatch(tenant)
         return _respond(tenant, request, body, mailbox, answer)
 
     return [
@@ -204,7 +227,7 @@ def _raise_injected_fault(tenant: Tenant, request: Request) -> None:
 
 
 async def _limited(
-    tenant: Tenant, mailbox: str, handler: Callable[[], Answer]
+    tenant: Tenant, mailbox: str, handler: Callable[[], Answer], method: str = "GET"
 ) -> Answer:
     """Run ``handler`` as one of at most ``concurrency_limit`` per mailbox."""
     key = mailbox.casefold()
@@ -224,7 +247,10 @@ async def _limited(
         if tenant.latency:
             await asyncio.sleep(tenant.latency)
         with tenant.lock:
-            return handler()
+            answer = handler()
+        if tenant.answer_delay and method != "GET":
+            await asyncio.sleep(tenant.answer_delay)
+        return answer
     finally:
         with tenant.lock:
             tenant.in_flight[key] -= 1
@@ -295,29 +321,140 @@ def _dispatch(
 ) -> Answer:
     user = target.user
     if target.drive_address is not None:
+        if target.drive_address.rstrip("/") == "root/delta":
+            return _drive_delta(tenant, request, user)
         return handle_drive(tenant, request, user, target.drive_address, body)
     raw = [segment for segment in target.path.split("/") if segment]
     segments = [KEYWORDS.get(segment.casefold(), segment) for segment in raw]
+    inbox = inbox_segments(raw)
+    if inbox is not None:
+        return handle_messages(tenant, request, user, inbox, body)
     if segments[:1] == ["drive"]:
+        if [segment.casefold() for segment in raw[1:]] == ["root", "delta"]:
+            return _drive_delta(tenant, request, user)
         return handle_drive(tenant, request, user, target.path[len("drive/") :], body)
     if segments[:1] == ["todo"]:
         if principal.user is None and not tenant.allow_app_only_todo:
             raise GraphFault(
                 403, "Forbidden", "Application permissions are not supported."
             )
-        return handle_todo(tenant, request, user, segments[1:], body)
+        return _todo(tenant, request, user, segments[1:], body)
+    if [segment.casefold() for segment in raw] == ["calendarview", "delta"]:
+        removed = {
+            "@odata.type": "#microsoft.graph.event",
+            "@removed": {"reason": "deleted"},
+        }
+        return subscriptions.delta(
+            tenant, request, user, "events", dict(user.events), removed
+        )
+    if segments[:1] == ["events"]:
+        return _events(tenant, request, user, segments, body)
     match segments:
         case ["sendMail"]:
             require_method(request, "POST")
             return send_mail(tenant, user, json_object(body))
+    raise no_segment(raw[0] if raw else "")
+
+
+# Changes, noted for notifications and delta queries.
+
+_REMOVED_TASK = {
+    "@odata.type": "#microsoft.graph.todoTask",
+    "@removed": {"reason": "deleted"},
+}
+
+
+def _todo(
+    tenant: Tenant, request: Request, user: User, segments: list[str], body: bytes
+) -> Answer:
+    """To Do, noting each change of a task; ``lists/{id}/tasks/delta``."""
+    match segments:
+        case ["lists", list_id, "tasks", "delta"] if request.method == "GET":
+            task_list = user.task_lists.get(list_id)
+            if task_list is None:
+                raise GraphFault(
+                    404, "ErrorItemNotFound", "The specified object was not found."
+                )
+            return subscriptions.delta(
+                tenant,
+                request,
+                user,
+                f"todo:{list_id}",
+                dict(task_list.tasks),
+                _REMOVED_TASK,
+            )
+    answer = handle_todo(tenant, request, user, segments, body)
+    match segments, request.method, answer.status:
+        case ["lists", list_id, "tasks"], "POST", 201:
+            _note(tenant, user, f"todo:{list_id}", answer, "created")
+        case ["lists", list_id, "tasks", task_id], "PATCH", 200:
+            _note(tenant, user, f"todo:{list_id}", answer, "updated")
+        case ["lists", list_id, "tasks", task_id], "DELETE", 204:
+            subscriptions.record_change(
+                tenant, user, f"todo:{list_id}", task_id, "deleted"
+            )
+    return answer
+
+
+def _events(
+    tenant: Tenant, request: Request, user: User, segments: list[str], body: bytes
+) -> Answer:
+    """Calendar events, noting each change."""
+    before = set(user.events)
+    match segments:
         case ["events"]:
-            return handle_events(tenant, request, user, body)
+            answer = handle_events(tenant, request, user, body)
         case ["events", event_id]:
-            return handle_event(request, user, event_id, body)
+            answer = handle_event(request, user, event_id, body)
         case ["events", event_id, "cancel"]:
             require_method(request, "POST")
-            return cancel_event(user, event_id, json_object(body))
-    raise no_segment(raw[0] if raw else "")
+            answer = cancel_event(user, event_id, json_object(body))
+        case _:
+            raise no_segment("/".join(segments))
+    if answer.status >= 300 or request.method == "GET":
+        return answer
+    match segments:
+        case ["events"] if isinstance(answer.body, dict):
+            if answer.body.get("id") not in before:
+                _note(tenant, user, "events", answer, "created")
+        case ["events", event_id] if request.method == "DELETE":
+            subscriptions.record_change(tenant, user, "events", event_id, "deleted")
+        case ["events", event_id, *_rest]:
+            event = user.events.get(event_id)
+            if event is not None:
+                subscriptions.record_change(
+                    tenant,
+                    user,
+                    "events",
+                    event_id,
+                    "updated",
+                    etag=event.get("@odata.etag"),
+                )
+    return answer
+
+
+def _note(
+    tenant: Tenant, user: User, collection: str, answer: Answer, change_type: str
+) -> None:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if isinstance(body.get("id"), str):
+        subscriptions.record_change(
+            tenant,
+            user,
+            collection,
+            body["id"],
+            change_type,
+            etag=body.get("@odata.etag"),
+        )
+
+
+def _drive_delta(tenant: Tenant, request: Request, user: User) -> Answer:
+    require_method(request, "GET")
+    drive = user.drive
+    items = {item_id: drive.to_json(item) for item_id, item in drive.items.items()}
+    return subscriptions.delta(
+        tenant, request, user, "drive", items, {"deleted": {"state": "deleted"}}
+    )
 
 
 def _upload_session(tenant: Tenant, session_id: str) -> drives.UploadSession:

@@ -11,17 +11,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import httpx
 from starlette.applications import Starlette
 
-from brokerhooks.simulators.msgraph import graph, identity
-from brokerhooks.simulators.msgraph.common import JSON
+from brokerhooks.simulators.msgraph import graph, identity, subscriptions
+from brokerhooks.simulators.msgraph.common import JSON, graph_timestamp
 from brokerhooks.simulators.msgraph.drive import Drive
+from brokerhooks.simulators.msgraph.fields import new_etag
+from brokerhooks.simulators.msgraph.mail import new_message
 from brokerhooks.simulators.msgraph.state import (
     App,
     Fault,
     RecordedRequest,
+    SentNotification,
+    Subscription,
     Tenant,
     TokenFault,
     User,
@@ -78,6 +83,9 @@ class MicrosoftGraphSimulator(Tenant):
         )
         default = default_task_list()
         user.task_lists[default.resource["id"]] = default
+        user.drive.on_change = lambda item_id, change: subscriptions.record_change(
+            self, user, "drive", item_id, change
+        )
         with self.lock:
             self.users[user_id] = user
         return user
@@ -102,6 +110,122 @@ class MicrosoftGraphSimulator(Tenant):
             app = self.apps[client_id] if client_id else next(iter(self.apps.values()))
             scopes = ("User.Read",) if user else (identity.GRAPH_DEFAULT_SCOPE,)
             return identity.issue_access_token(self, app, user, scopes).value
+
+    # Changes that Graph notifies about.
+
+    async def deliver_mail(
+        self,
+        upn: str,
+        *,
+        sender: str,
+        subject: str,
+        body: str = "",
+        sender_name: str | None = None,
+        notify: bool = True,
+    ) -> JSON:
+        """A mail arrives in ``upn``'s inbox; subscribers are notified.
+
+        Returns once the notifications are delivered (or have failed every
+        retry). ``notify=False`` loses them: only a delta query finds it.
+        """
+        with self.lock:
+            user = self.user(upn)
+            message = new_message(
+                user, sender=sender, sender_name=sender_name, subject=subject, body=body
+            )
+            user.messages[message["id"]] = message
+            subscriptions.record_change(
+                self,
+                user,
+                "inbox",
+                message["id"],
+                "created",
+                etag=message["@odata.etag"],
+                notify=notify,
+            )
+        await self.flush_notifications()
+        return dict(message)
+
+    async def complete_task(
+        self, upn: str, list_id: str, task_id: str, *, notify: bool = True
+    ) -> JSON:
+        """Tick a To Do task off, as its owner does in the To Do app."""
+        with self.lock:
+            user = self.user(upn)
+            task = user.task_lists[list_id].tasks[task_id]
+            task["status"] = "completed"
+            task["completedDateTime"] = {
+                "dateTime": graph_timestamp().rstrip("Z"),
+                "timeZone": "UTC",
+            }
+            task["lastModifiedDateTime"] = graph_timestamp()
+            task["@odata.etag"] = new_etag()
+            subscriptions.record_change(
+                self,
+                user,
+                f"todo:{list_id}",
+                task_id,
+                "updated",
+                etag=task["@odata.etag"],
+                notify=notify,
+            )
+        await self.flush_notifications()
+        return dict(task)
+
+    async def send_lifecycle(self, subscription_id: str, event: str) -> None:
+        """Send a lifecycle notification: reauthorizationRequired,
+        subscriptionRemoved (which also removes the subscription) or missed."""
+        with self.lock:
+            subscriptions.lifecycle(self, subscription_id, event)
+        await self.flush_notifications()
+
+    async def flush_notifications(self) -> None:
+        """Send what is queued; wait for every delivery from this event loop."""
+        subscriptions.dispatch(self)
+        await subscriptions.flush()
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        """Let a subscription lapse, as one nobody renewed does."""
+        with self.lock:
+            self.subscriptions[subscription_id].expires_at = self.clock() - 1
+
+    def expire_delta_tokens(self) -> None:
+        """Make every delta link given so far unusable (410)."""
+        with self.lock:
+            self.delta_floor = len(self.changes) + 1
+
+    def active_subscriptions(self) -> list[Subscription]:
+        """The subscriptions that have not expired, oldest first."""
+        with self.lock:
+            now = self.clock()
+            return [
+                replace(sub)
+                for sub in self.subscriptions.values()
+                if sub.expires_at > now
+            ]
+
+    def sent_notifications(
+        self, *, lifecycle: bool | None = None
+    ) -> list[SentNotification]:
+        """Every POST of notifications so far, retries and repeats included."""
+        with self.lock:
+            return [
+                sent
+                for sent in self.notifications
+                if lifecycle is None or sent.lifecycle == lifecycle
+            ]
+
+    def slow_deliveries(self) -> list[SentNotification]:
+        """Deliveries answered slower than ``slow_seconds`` (2.9 s): the ones
+        that would count towards Graph marking the endpoint slow [doc]."""
+        with self.lock:
+            return [
+                sent for sent in self.notifications if sent.seconds > self.slow_seconds
+            ]
+
+    def messages(self, upn: str) -> list[JSON]:
+        with self.lock:
+            return list(self.user(upn).messages.values())
 
     # Faults.
 

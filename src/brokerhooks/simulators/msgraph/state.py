@@ -39,6 +39,8 @@ class User:
     drive: Drive
     task_lists: dict[str, TaskList] = field(default_factory=dict)
     events: dict[str, JSON] = field(default_factory=dict)
+    messages: dict[str, JSON] = field(default_factory=dict)
+    """The inbox (the only mail folder modelled)."""
 
 
 @dataclass
@@ -133,6 +135,64 @@ class RecordedTokenRequest:
     error: str | None
 
 
+@dataclass
+class Subscription:
+    """A change-notification subscription, as Graph keeps it."""
+
+    id: str
+    app_id: str
+    creator_id: str | None
+    user_id: str
+    collection: str
+    """What it watches: ``inbox``, ``events``, ``todo:<list id>``, ``drive``."""
+    resource: str
+    change_types: tuple[str, ...]
+    notification_url: str
+    lifecycle_url: str | None
+    client_state: str | None
+    expires_at: float
+
+    def watches(self, user_id: str, collection: str, change_type: str) -> bool:
+        return (
+            self.user_id == user_id
+            and self.collection == collection
+            and change_type in self.change_types
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to an item, numbered; delta queries read these."""
+
+    seq: int
+    user_id: str
+    collection: str
+    item_id: str
+    change_type: str  # created, updated or deleted
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SentNotification:
+    """One POST of notifications to a subscriber: what, where, and the answer."""
+
+    url: str
+    body: JSON
+    attempt: int
+    status: int | None
+    error: str | None
+    seconds: float
+    lifecycle: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def items(self) -> list[JSON]:
+        return list(self.body.get("value", []))
+
+
 @dataclass(frozen=True, slots=True)
 class SentMail:
     """A message accepted by ``sendMail``, as the mailbox received it."""
@@ -189,6 +249,16 @@ class Tenant:
         self.sent_mail: list[SentMail] = []
         self.in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}
+        self.notifications: list[SentNotification] = []
+        self.validations: list[tuple[str, int | None]] = []
+
+        # Change notifications.
+        self.subscriptions: dict[str, Subscription] = {}
+        self.changes: list[Change] = []
+        self.outbox: list[tuple[Subscription, JSON, bool]] = []
+        self.muted: set[str] = set()
+        # Delta tokens below this change number are refused as expired.
+        self.delta_floor = 0
 
         # Knobs.
         self.access_token_lifetime = 3600
@@ -197,6 +267,9 @@ class Tenant:
         # Outlook allows four concurrent requests per app and mailbox [doc].
         self.concurrency_limit = 4
         self.latency = 0.0
+        # Seconds between making a change (any request but GET) and
+        # answering it: an answer lost in transit after the change was made.
+        self.answer_delay = 0.0
         # GUESS: the simple upload limit; the docs say 4 MB, newer pages 250 MB.
         self.simple_upload_limit = 4 * 1024 * 1024
         self.page_size: int | None = None
@@ -206,6 +279,23 @@ class Tenant:
         self.allow_app_only_todo = True
         self.deny_consent = False
         self.sign_in_as: str | None = None
+        # Subscriptions. Graph requires https notification URLs [doc]; the
+        # simulator also takes plain http on loopback, for tests and the demo.
+        self.allow_http_loopback_notifications = True
+        # The docs allow To Do subscriptions only under /me (delegated);
+        # GUESS: app-only /users/{id}/todo/... is accepted unless this is off.
+        self.allow_app_only_todo_subscriptions = True
+        self.validation_timeout = 10.0  # seconds [doc]
+        # Graph retries failed deliveries with back-off for up to 4 hours
+        # [doc]; the simulator's back-off, scaled down (GUESS for the steps).
+        self.notification_retry_delays: tuple[float, ...] = (0.05, 0.2, 0.5)
+        self.notification_timeout = 10.0
+        # Each delivery is sent this many extra times, as Graph's repeats.
+        self.duplicate_deliveries = 0
+        # The next N notifications carry a wrong clientState.
+        self.forge_client_states = 0
+        self.slow_seconds = 2.9  # a response slower than this counts as slow
+        self.notification_transport: Any = None  # httpx transport, else network
 
     def find_user(self, key: str) -> User | None:
         """A user by object id or user principal name (case-insensitive)."""

@@ -1,0 +1,553 @@
+"""Microsoft 365 as an event source, end to end through both simulators.
+
+A mail arrives in the simulated inbox, or a To Do task is ticked off; the
+simulator notifies brokerhooks over loopback HTTP; the worker fetches the
+item, matches it to the SalesTrekker deal, runs the broker's rules, and the
+note appears in the SalesTrekker simulator. The worker also keeps the
+subscriptions alive: renewal before expiry and every lifecycle notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from brokerhooks.app import create_app
+from brokerhooks.config import Settings
+from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService, renew_at
+from brokerhooks.ingest.msgraph_events import (
+    EVENT_SUBJECTS,
+    GRAPH_SUBJECTS,
+    RESOURCE_KINDS,
+)
+from brokerhooks.pipeline import enrich
+from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.service import build_worker
+from brokerhooks.rules import fields
+from brokerhooks.rules.recipes import get_recipe
+from brokerhooks.runtime import Runtime
+from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
+from brokerhooks.simulators.msgraph.mail import new_message
+from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
+from brokerhooks.store import rules as rule_store
+from brokerhooks.store import subscriptions as store
+from brokerhooks.store.connections import mark_m365_connected
+from brokerhooks.store.database import transaction
+from brokerhooks.store.events import event_details
+from brokerhooks.store.models import Delivery, Event, GraphSubscription, Job
+from brokerhooks.store.subscriptions import SubscriptionRecord
+from brokerhooks.store.types import utcnow
+from tests.connectors.msgraph.conftest import (
+    ANN,
+    add_connection,
+    authority_url,
+    certificates,
+    sim,
+)
+from tests.helpers import add_broker
+from tests.rules.test_fields import _conforms
+from tests.servers import serve_in_thread
+
+__all__ = ["authority_url", "certificates", "sim"]
+
+API_KEY = "graph-source-key-1a2b3c4d5e6f7a8b9c0d"
+JANE = "jane.citizen@example.com"
+RECIPES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("stage-task", {"stage": "6. Approved", "list": "Deals"}),
+    ("client-mail-note", {}),
+    ("task-done-note", {}),
+)
+
+
+@dataclass
+class Flow:
+    salestrekker: SalesTrekkerSimulator
+    graph: MicrosoftGraphSimulator
+    engine: Engine
+    service: SubscriptionService
+    connection_id: str
+
+    def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run simulator and service calls in an event loop of their own."""
+        return asyncio.run(_awaited(work))
+
+    def drive(self, change: Callable[[SalesTrekkerSimulator], Awaitable[Any]]) -> Any:
+        async def run() -> Any:
+            result = await change(self.salestrekker)
+            await self.salestrekker.flush()
+            return result
+
+        return asyncio.run(run())
+
+    def subscribe(self, kind: str, list_name: str | None = None) -> SubscriptionRecord:
+        record: SubscriptionRecord = self.run(
+            lambda: self.service.subscribe(
+                self.connection_id, kind, list_name=list_name
+            )
+        )
+        return record
+
+    def mail(self, sender: str, subject: str, *, notify: bool = True) -> dict[str, Any]:
+        name = "Jane Citizen" if sender == JANE else None
+        message: dict[str, Any] = self.run(
+            lambda: self.graph.deliver_mail(
+                ANN,
+                sender=sender,
+                sender_name=name,
+                subject=subject,
+                body="Hello",
+                notify=notify,
+            )
+        )
+        return message
+
+    def wait(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; events: {self.events()}")
+            time.sleep(0.05)
+
+    def idle(self) -> bool:
+        with transaction(self.engine) as connection:
+            pending = connection.scalar(
+                select(Job.id).where(Job.run_after <= utcnow()).limit(1)
+            )
+            busy = connection.scalar(
+                select(Event.id)
+                .where(Event.status.in_(("received", "processing")))
+                .limit(1)
+            )
+        return pending is None and busy is None
+
+    def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
+        with transaction(self.engine) as connection:
+            query = select(Event.id).order_by(Event.id)
+            if event_type is not None:
+                query = query.where(Event.type == event_type)
+            ids = list(connection.scalars(query))
+            return [event_details(connection, event_id) for event_id in ids]
+
+    def notes(self) -> list[str]:
+        return [str(note["content"]) for note in self.salestrekker.state.notes.values()]
+
+    def subscription(self, subscription_id: str) -> SubscriptionRecord:
+        with transaction(self.engine) as connection:
+            return store.get_subscription(connection, subscription_id)
+
+    def renewals(self, subscription_id: str) -> list[datetime]:
+        with transaction(self.engine) as connection:
+            return list(
+                connection.scalars(
+                    select(Job.run_after).where(Job.ref == f"renew:{subscription_id}")
+                )
+            )
+
+    def patches(self) -> int:
+        return len(
+            [
+                r
+                for r in self.graph.graph_requests("PATCH")
+                if "/subscriptions/" in r.path
+            ]
+        )
+
+
+async def _awaited(work: Callable[[], Awaitable[Any]]) -> Any:
+    return await work()
+
+
+@pytest.fixture
+def flow(
+    settings: Settings,
+    engine: Engine,
+    sim: MicrosoftGraphSimulator,
+    authority_url: str,
+    certificates: LoopbackCertificates,
+    tmp_path: Path,
+) -> Iterator[Flow]:
+    settings = settings.model_copy(
+        update={
+            "poll_seconds": 0.05,
+            "coalesce_seconds": 0.0,
+            "files_folder": tmp_path / "files",
+            "retry_base_seconds": 0.05,
+        }
+    )
+    sim.notification_retry_delays = (0.05, 0.1)
+    salestrekker = SalesTrekkerSimulator(API_KEY)
+    with serve_in_thread(salestrekker.app) as salestrekker_url:
+        runtime = Runtime.build(settings, engine)
+        broker = add_broker(
+            engine, runtime.vault, api_key=API_KEY, salestrekker_url=salestrekker_url
+        )
+        connection = add_connection(
+            engine,
+            runtime.vault,
+            broker,
+            authority_url,
+            kind="app_only",
+            name="office",
+            mailbox=ANN,
+        )
+        with transaction(engine, write=True) as db:
+            mark_m365_connected(db, connection.id)
+            for recipe_id, values in RECIPES:
+                text = get_recipe(recipe_id).render(values)
+                for source in split_rule_file(
+                    text, source_name=recipe_id, connections=["office"]
+                ):
+                    rule_store.save_rule(
+                        db,
+                        broker.id,
+                        rule_id=source.rule_id,
+                        name=source.name,
+                        source=source.source,
+                        enabled=source.enabled,
+                    )
+        worker = build_worker(
+            engine, settings, metrics=runtime.metrics, graph_transport=sim.transport()
+        )
+        with serve_in_thread(create_app(settings, runtime, worker)) as url:
+            # The worker recreates subscriptions with the same public URL.
+            settings.public_url = url
+            salestrekker.webhook_url = url + "/hooks/salestrekker"
+            service = SubscriptionService(
+                engine, runtime.vault, settings, transport=sim.transport()
+            )
+            yield Flow(salestrekker, sim, engine, service, connection.id)
+
+
+def warm_up(flow: Flow) -> None:
+    """A deal event, so that the deal and Jane, its client, are known."""
+    deal = flow.salestrekker.DEAL_ID
+    flow.drive(lambda st: st.update_deal(deal, description="warm up"))
+    flow.wait(flow.idle)
+
+
+# Rules on Graph events.
+
+
+def test_a_clients_mail_becomes_a_note_on_their_deal(flow: Flow) -> None:
+    warm_up(flow)
+    flow.subscribe("inbox")
+
+    message = flow.mail(JANE, "Settlement day")
+    flow.wait(lambda: len(flow.events("messageCreated")) == 1 and flow.idle())
+
+    [event] = flow.events("messageCreated")
+    assert (event["source"], event["status"]) == ("msgraph", "done")
+    assert event["entity_id"] == message["id"]
+    assert event["deal_id"] == flow.salestrekker.DEAL_ID
+    assert event["snapshot"]["from"]["address"] == JANE
+    [run] = event["runs"]
+    assert (run["rule"], run["outcome"], run["status"]) == (
+        "client-mail-note",
+        "fired",
+        "succeeded",
+    )
+    assert any(
+        note.startswith("Mail from Jane") and "Settlement day" in note
+        for note in flow.notes()
+    )
+    # Answered at once, as Graph wants: nothing retried, nothing slow.
+    assert [sent.status for sent in flow.graph.sent_notifications()] == [202]
+    assert flow.graph.slow_deliveries() == []
+
+
+def test_a_strangers_mail_is_kept_but_writes_no_note(flow: Flow) -> None:
+    warm_up(flow)
+    flow.subscribe("inbox")
+    before = len(flow.notes())
+
+    flow.mail("someone@elsewhere.example", "Special offer")
+    flow.wait(lambda: len(flow.events("messageCreated")) == 1 and flow.idle())
+
+    [event] = flow.events("messageCreated")
+    assert event["status"] == "done"
+    assert event["deal_id"] is None
+    [run] = event["runs"]
+    assert run["outcome"] == "condition_false"
+    assert len(flow.notes()) == before
+
+
+def test_a_completed_task_becomes_a_note_on_its_deal(flow: Flow) -> None:
+    warm_up(flow)
+    deal = flow.salestrekker.DEAL_ID
+    flow.drive(lambda st: st.move_deal(deal, "6. Approved"))
+    flow.wait(flow.idle)
+    record = flow.subscribe("todo", "Deals")
+    list_id = record.resource.split("/")[-2]
+    [task] = flow.graph.tasks(ANN, list_id)
+
+    flow.run(lambda: flow.graph.complete_task(ANN, list_id, task["id"]))
+    flow.wait(lambda: len(flow.events("taskCompleted")) == 1 and flow.idle())
+
+    [event] = flow.events("taskCompleted")
+    assert event["deal_id"] == deal
+    assert event["snapshot"]["status"] == "completed"
+    [run] = event["runs"]
+    assert (run["rule"], run["status"]) == ("task-done-note", "succeeded")
+    assert f"Done in To Do: {task['title']}" in flow.notes()
+
+
+def test_graphs_repeats_and_forgeries_through_the_simulator(flow: Flow) -> None:
+    flow.subscribe("inbox")
+    flow.graph.duplicate_deliveries = 1
+    flow.mail(JANE, "Twice")
+    flow.graph.duplicate_deliveries = 0
+    flow.graph.forge_client_states = 1
+    flow.mail(JANE, "Forged")
+    flow.wait(flow.idle)
+
+    assert [e["snapshot"]["subject"] for e in flow.events("messageCreated")] == [
+        "Twice"
+    ]
+    with transaction(flow.engine) as connection:
+        outcomes = list(
+            connection.scalars(
+                select(Delivery.outcome)
+                .where(Delivery.outcome != "validation", Delivery.source == "msgraph")
+                .order_by(Delivery.received_at)
+            )
+        )
+    assert outcomes == ["accepted", "duplicate", "rejected"]
+
+
+# Keeping subscriptions alive.
+
+
+def test_the_worker_renews_a_subscription_before_it_expires(flow: Flow) -> None:
+    record = flow.subscribe("inbox")
+    assert record.expires_at is not None
+    [renewal] = flow.renewals(record.id)
+    assert renewal < record.expires_at - timedelta(hours=30)
+
+    # Early: the renewal only moves itself back to its time.
+    with transaction(flow.engine, write=True) as connection:
+        connection.execute(
+            update(Job)
+            .where(Job.kind == store.SUBSCRIPTION_JOB)
+            .values(run_after=utcnow())
+        )
+    flow.wait(lambda: any(at > utcnow() for at in flow.renewals(record.id)))
+    assert flow.patches() == 0
+
+    # Due: Graph is asked for a new expiry, and the next renewal is queued.
+    soon = utcnow() + timedelta(hours=1)
+    with transaction(flow.engine, write=True) as connection:
+        connection.execute(
+            update(GraphSubscription)
+            .where(GraphSubscription.id == record.id)
+            .values(expires_at=soon)
+        )
+        connection.execute(
+            update(Job)
+            .where(Job.kind == store.SUBSCRIPTION_JOB)
+            .values(run_after=utcnow())
+        )
+    flow.wait(lambda: flow.patches() == 1 and flow.idle())
+
+    renewed = flow.subscription(record.id)
+    assert renewed.expires_at is not None
+    assert renewed.expires_at > soon + timedelta(hours=60)
+    [at_graph] = flow.graph.active_subscriptions()
+    assert abs(at_graph.expires_at - renewed.expires_at.timestamp()) < 1
+    kind = RESOURCE_KINDS["inbox"]
+    assert flow.renewals(record.id) == [renew_at(kind, renewed.expires_at)]
+
+
+def make_renewal_due(flow: Flow, record: SubscriptionRecord) -> None:
+    with transaction(flow.engine, write=True) as connection:
+        connection.execute(
+            update(GraphSubscription)
+            .where(GraphSubscription.id == record.id)
+            .values(expires_at=utcnow() + timedelta(hours=1))
+        )
+        connection.execute(
+            update(Job)
+            .where(Job.ref == f"renew:{record.id}")
+            .values(run_after=utcnow())
+        )
+
+
+def test_a_renewal_that_finds_the_subscription_gone_recreates_it(
+    flow: Flow,
+) -> None:
+    record = flow.subscribe("calendar")
+    flow.graph.expire_subscription(str(record.graph_subscription_id))
+
+    make_renewal_due(flow, record)
+    flow.wait(lambda: flow.graph.active_subscriptions() != [] and flow.idle())
+
+    recreated = flow.subscription(record.id)
+    assert recreated.graph_subscription_id != record.graph_subscription_id
+    assert recreated.status == "active"
+    [renewal] = flow.renewals(record.id)
+    assert utcnow() < renewal < utcnow() + timedelta(hours=1)
+
+
+def test_a_renewal_graph_keeps_refusing_marks_the_subscription_failing(
+    flow: Flow,
+) -> None:
+    record = flow.subscribe("inbox")
+    flow.graph.inject_fault(
+        403, method="PATCH", path="/v1.0/subscriptions/", times=None
+    )
+
+    make_renewal_due(flow, record)
+    flow.wait(lambda: flow.subscription(record.id).status == "failing")
+
+    failing = flow.subscription(record.id)
+    assert "renew:" in str(failing.last_error)
+    assert "403" in str(failing.last_error)
+    [renewal] = flow.renewals(record.id)
+    assert renewal > utcnow() + timedelta(minutes=20)
+
+
+def test_reauthorization_required_renews(flow: Flow) -> None:
+    record = flow.subscribe("calendar")
+
+    flow.run(
+        lambda: flow.graph.send_lifecycle(
+            str(record.graph_subscription_id), "reauthorizationRequired"
+        )
+    )
+    flow.wait(lambda: flow.patches() == 1 and flow.idle())
+
+    renewed = flow.subscription(record.id)
+    assert renewed.last_lifecycle_event == "reauthorizationRequired"
+    assert renewed.renewed_at is not None
+    assert record.renewed_at is not None
+    assert renewed.renewed_at > record.renewed_at
+    assert len(flow.renewals(record.id)) == 1
+
+
+def test_a_removed_subscription_is_recreated_and_what_it_missed_is_found(
+    flow: Flow,
+) -> None:
+    warm_up(flow)
+    record = flow.subscribe("inbox")
+    missed = flow.mail(JANE, "While nobody listened", notify=False)
+
+    flow.run(
+        lambda: flow.graph.send_lifecycle(
+            str(record.graph_subscription_id), "subscriptionRemoved"
+        )
+    )
+    flow.wait(lambda: len(flow.events("messageCreated")) == 1 and flow.idle())
+    after = flow.mail(JANE, "Heard again")
+    flow.wait(lambda: len(flow.events("messageCreated")) == 2 and flow.idle())
+
+    recreated = flow.subscription(record.id)
+    [at_graph] = flow.graph.active_subscriptions()
+    assert recreated.graph_subscription_id == at_graph.id
+    assert at_graph.id != record.graph_subscription_id
+    assert recreated.status == "active"
+    assert [e["entity_id"] for e in flow.events("messageCreated")] == [
+        missed["id"],
+        after["id"],
+    ]
+    assert any("While nobody listened" in note for note in flow.notes())
+
+
+def test_missed_notifications_are_resynchronised(flow: Flow) -> None:
+    warm_up(flow)
+    record = flow.subscribe("inbox")
+    lost = flow.mail(JANE, "Lost in transit", notify=False)
+
+    flow.run(
+        lambda: flow.graph.send_lifecycle(str(record.graph_subscription_id), "missed")
+    )
+    flow.wait(lambda: len(flow.events("messageCreated")) == 1 and flow.idle())
+
+    [event] = flow.events("messageCreated")
+    assert event["entity_id"] == lost["id"]
+    assert event["payload"]["notification"]["delta"] is True
+    assert event["delivery"]["id"]
+    assert any("Lost in transit" in note for note in flow.notes())
+
+
+# The shape of what rules see.
+
+
+@pytest.mark.parametrize("all_changes", [False, True], ids=["typical", "all-changes"])
+@pytest.mark.parametrize("event_type", fields.GRAPH_EVENT_TYPES)
+def test_graph_samples_match_the_table(event_type: str, all_changes: bool) -> None:
+    context = fields.sample_context(event_type, all_changes=all_changes)
+    table = fields.variables(event_type)
+
+    assert set(context) == set(fields.GRAPH_VARIABLES) == set(table)
+    complaints = [
+        complaint
+        for name in fields.GRAPH_VARIABLES
+        for complaint in _conforms(context[name], table[name], name)
+    ]
+    assert complaints == []
+
+
+def test_graph_change_names_match_the_pipeline() -> None:
+    for subject, schema in fields.GRAPH_CHANGES.items():
+        assert set(schema.fields) == set(enrich.GRAPH_CHANGE_FIELDS[subject])
+
+
+def test_every_graph_event_type_has_a_subject_with_fields() -> None:
+    assert set(EVENT_SUBJECTS.values()) == set(GRAPH_SUBJECTS)
+    assert set(fields.GRAPH_SNAPSHOTS) == set(GRAPH_SUBJECTS)
+
+
+def test_projected_simulator_items_match_the_table(
+    sim: MicrosoftGraphSimulator,
+) -> None:
+    """What Graph answers, projected, is what the field table says."""
+    user = sim.user(ANN)
+    message = new_message(
+        user, sender=JANE, sender_name="Jane", subject="Hi", body="Hello there"
+    )
+    task = {
+        "id": "t1",
+        "title": "Call",
+        "status": "notStarted",
+        "importance": "normal",
+        "body": {"content": "", "contentType": "text"},
+        "createdDateTime": "2025-03-14T00:00:00Z",
+        "lastModifiedDateTime": "2025-03-14T00:00:00Z",
+        "categories": [],
+        "linkedResources": [{"applicationName": "brokerhooks", "externalId": "k"}],
+    }
+    drive_item = user.drive.to_json(user.drive.item("root"))
+    event = {
+        "id": "e1",
+        "subject": "Settlement",
+        "body": {"contentType": "html", "content": "<p>Keys</p>"},
+        "start": {"dateTime": "2025-04-11T10:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": "2025-04-11T11:00:00", "timeZone": "UTC"},
+        "location": {"displayName": "Office"},
+        "attendees": [
+            {"type": "required", "emailAddress": {"address": JANE, "name": "Jane"}}
+        ],
+        "organizer": {"emailAddress": {"address": ANN}},
+    }
+
+    projected = {
+        "message": enrich.project_message(message),
+        "task": enrich.project_task(task, "l1"),
+        "drive_item": enrich.project_drive_item(drive_item),
+        "calendar_event": enrich.project_calendar_event(event),
+    }
+
+    for subject, data in projected.items():
+        schema = fields.GRAPH_SNAPSHOTS[subject]  # type: ignore[index]
+        assert _conforms(copy.deepcopy(data), schema, subject) == [], subject
+    assert projected["message"]["from"] == {"name": "Jane", "address": JANE}
+    assert json.dumps(projected)  # snapshots are stored as JSON
