@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from brokerhooks import console
+from brokerhooks.api import mount_api
 from brokerhooks.config import Settings
 from brokerhooks.connectors.msgraph.auth import CALLBACK_PATH
 from brokerhooks.connectors.msgraph.callback import m365_callback
-from brokerhooks.ingest import salestrekker
+from brokerhooks.ingest import msgraph, salestrekker
 from brokerhooks.pipeline.worker import Worker
 from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import is_reachable
@@ -74,11 +76,18 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/hooks/salestrekker", salestrekker.receive, methods=ALL_METHODS),
+            Route(
+                "/hooks/salestrekker",
+                salestrekker.Endpoint(runtime),
+                methods=ALL_METHODS,
+            ),
+            *msgraph.routes(),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route(CALLBACK_PATH, m365_callback, methods=["GET", "POST"]),
+            mount_api(runtime),
+            *console.routes(),
         ],
         lifespan=lifespan,
     )

@@ -29,8 +29,9 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_event_dict,
     ]
+    # Redaction runs once per line, last before rendering, so that it also
+    # sees the text of a formatted exception.
     structlog.configure(
         processors=[
             *shared,

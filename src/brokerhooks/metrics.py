@@ -42,3 +42,32 @@ class Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+
+
+class SourceMetrics:
+    """The ingest metrics of one source, their labelled children kept.
+
+    ``labels()`` looks its child up under a lock on every call; an ingest
+    endpoint counts every delivery, so it keeps the children it has used.
+    A child is made on first use, as ``labels()`` would make it.
+    """
+
+    def __init__(self, metrics: Metrics, source: str) -> None:
+        self._metrics = metrics
+        self._source = source
+        self._latency: Histogram | None = None
+        self._deliveries: dict[str, Counter] = {}
+
+    @property
+    def latency(self) -> Histogram:
+        if self._latency is None:
+            self._latency = self._metrics.ingest_latency.labels(self._source)
+        return self._latency
+
+    def delivered(self, outcome: str) -> None:
+        """Count one delivery with ``outcome``."""
+        counter = self._deliveries.get(outcome)
+        if counter is None:
+            counter = self._metrics.deliveries.labels(self._source, outcome)
+            self._deliveries[outcome] = counter
+        counter.inc()

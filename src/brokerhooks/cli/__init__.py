@@ -30,6 +30,9 @@ from brokerhooks.cli.salestrekker import salestrekker
 from brokerhooks.cli.secrets import secrets
 from brokerhooks.cli.serve import demo, migrate, serve, worker
 from brokerhooks.cli.simulators import simulate, simulators
+from brokerhooks.cli.subscriptions import subscriptions
+from brokerhooks.cli.tokens import tokens
+from brokerhooks.cli.users import users
 from brokerhooks.errors import (
     BrokerhooksError,
     ConfigurationError,
@@ -58,6 +61,9 @@ for command in (
     salestrekker,
     simulators,
     simulate,
+    subscriptions,
+    tokens,
+    users,
 ):
     cli.add_command(command)
 

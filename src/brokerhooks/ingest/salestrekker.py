@@ -14,25 +14,28 @@ The order of checks, each with its answer:
 The key is checked before the body is parsed, so strangers learn nothing
 about the payload rules. Every delivery, accepted or not, leaves a
 ``deliveries`` row (size and SHA-256 of the body, never the key) and one
-log line. This is a raw Starlette route on purpose: it is the hot path.
+log line. This is a raw ASGI route on purpose: it is the hot path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from brokerhooks.errors import StoreUnavailable
 from brokerhooks.ingest.auth import parse_authorization
 from brokerhooks.ingest.salestrekker_events import canonical_event_name, subject_of
+from brokerhooks.metrics import SourceMetrics
 from brokerhooks.runtime import Runtime
 from brokerhooks.store.brokers import BrokerKey
 from brokerhooks.store.events import accepted_event_write, delivery_write
@@ -43,6 +46,10 @@ from brokerhooks.store.types import utcnow, uuid7
 log = structlog.get_logger("brokerhooks.ingest")
 
 SOURCE = "salestrekker"
+# The form ``str(uuid.UUID(...))`` gives; anything else goes through uuid.UUID.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
 UNAUTHORIZED_BODY = {
     "error": "unauthorized",
     "detail": "send the broker's SalesTrekker API key as "
@@ -85,77 +92,122 @@ class Body:
         return hashlib.sha256(self.data).hexdigest() if self.complete else None
 
 
-async def receive(request: Request) -> Response:
-    """Accept one SalesTrekker delivery."""
-    runtime: Runtime = request.app.state.runtime
-    started = time.perf_counter()
-    address = request.client.host if request.client else None
-    delivery: dict[str, Any] = {
-        "id": uuid7(),
-        "source": SOURCE,
-        "received_at": utcnow(),
-        "client_address": address,
-        "broker_id": None,
-        "event_id": None,
-        "body_size": 0,
-        "body_sha256": None,
-    }
-    broker: BrokerKey | None = None
-    try:
-        body = await _read_body(request, runtime.settings.max_body_bytes)
-        delivery["body_size"] = body.size
-        delivery["body_sha256"] = body.sha256
-        broker = await _check(request, runtime, address, body)
-        delivery["broker_id"] = broker.id
-        event = _parse(body)
-        response = await _store(runtime, broker, event, body, delivery)
-    except Rejection as rejection:
-        response = rejection.response()
-        _record(
-            runtime, delivery, rejection.status, rejection.outcome, rejection.reason
+class Endpoint:
+    """The route as a plain ASGI app, built once per app.
+
+    Starlette's request and response objects are left out on purpose: the
+    few headers needed are read from the scope, and an accepted delivery's
+    answer is written directly. The logger is bound when the endpoint is
+    built, so logging must be configured before the app is (``brokerhooks
+    serve`` and the tests do).
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._metrics = SourceMetrics(runtime.metrics, SOURCE)
+        self._log = log.bind()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Accept one SalesTrekker delivery."""
+        runtime = self._runtime
+        started = time.perf_counter()
+        client = scope.get("client")
+        address: str | None = client[0] if client else None
+        delivery: dict[str, Any] = {
+            "id": uuid7(),
+            "source": SOURCE,
+            "received_at": utcnow(),
+            "client_address": address,
+            "broker_id": None,
+            "event_id": None,
+            "body_size": 0,
+            "body_sha256": None,
+        }
+        # The first of each header, as Starlette's Headers.get() finds it.
+        headers: dict[bytes, bytes] = dict(reversed(scope["headers"]))
+        broker: BrokerKey | None = None
+        try:
+            body = await _read_body(receive, headers, runtime.settings.max_body_bytes)
+            delivery["body_size"] = body.size
+            delivery["body_sha256"] = body.sha256
+            broker = await _check(scope["method"], headers, runtime, address, body)
+            delivery["broker_id"] = broker.id
+            event = _parse(body)
+            answer = await _store(runtime, broker, event, delivery)
+            status = 200
+            self._metrics.delivered("accepted")
+        except Rejection as rejection:
+            answer = rejection.response()
+            status = rejection.status
+            _record(runtime, delivery, rejection)
+            self._metrics.delivered(rejection.outcome)
+
+        elapsed = time.perf_counter() - started
+        self._metrics.latency.observe(elapsed)
+        self._log.info(
+            "delivery",
+            source=SOURCE,
+            delivery=delivery["id"],
+            outcome=delivery["outcome"],
+            status=status,
+            reason=delivery["reason"],
+            broker=broker.name if broker else None,
+            client=address,
+            size=delivery["body_size"],
+            sha256=delivery["body_sha256"],
+            event_id=delivery["event_id"],
+            ms=round(elapsed * 1000, 2),
         )
-    runtime.metrics.ingest_latency.labels(SOURCE).observe(time.perf_counter() - started)
-    log.info(
-        "delivery",
-        source=SOURCE,
-        delivery=delivery["id"],
-        outcome=delivery["outcome"],
-        status=response.status_code,
-        reason=delivery["reason"],
-        broker=broker.name if broker else None,
-        client=address,
-        size=delivery["body_size"],
-        sha256=delivery["body_sha256"],
-        event_id=delivery["event_id"],
-        ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return response
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+        else:
+            await _send_json(send, answer)
 
 
-async def _read_body(request: Request, limit: int) -> Body:
+async def _send_json(send: Send, body: bytes) -> None:
+    """Answer 200 with ``body`` and the headers JSONResponse would send."""
+    headers = [
+        (b"content-length", b"%d" % len(body)),
+        (b"content-type", b"application/json"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> Body:
     """Read at most ``limit + 1`` bytes; remember the size that was sent."""
-    declared = request.headers.get("content-length", "")
+    declared = headers.get(b"content-length", b"")
     if declared.isdigit() and int(declared) > limit:
         return Body(b"", int(declared), complete=False)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
             return Body(b"", size, complete=False)
-    return Body(b"".join(chunks), size, complete=True)
+        more = message.get("more_body", False)
+    return Body(chunks[0] if len(chunks) == 1 else b"".join(chunks), size, True)
 
 
 async def _check(
-    request: Request, runtime: Runtime, address: str | None, body: Body
+    method: str,
+    headers: dict[bytes, bytes],
+    runtime: Runtime,
+    address: str | None,
+    body: Body,
 ) -> BrokerKey:
     """Steps 1 to 5 of the module docstring; return the broker."""
-    if request.method != "POST":
+    if method != "POST":
         raise Rejection(
             405,
             "method_not_allowed",
-            f"{request.method} is not accepted here; SalesTrekker sends POST",
+            f"{method} is not accepted here; SalesTrekker sends POST",
             {"Allow": "POST"},
         )
 
@@ -169,17 +221,20 @@ async def _check(
             {"Retry-After": str(int(wait) + 1)},
         )
 
-    key = parse_authorization(request.headers.get("authorization"))
+    authorization = headers.get(b"authorization")
+    key = parse_authorization(
+        authorization.decode("latin-1") if authorization is not None else None
+    )
     broker = await _find_broker(runtime, key) if key is not None else None
     if broker is None:
         runtime.throttle.failed(throttle_key)
         reason = "no key" if key is None else "unknown key"
-        if key is None and "authorization" in request.headers:
+        if key is None and authorization is not None:
             reason = "malformed Authorization header"
         raise Rejection(401, "unauthorized", reason)
     runtime.throttle.succeeded(throttle_key)
 
-    content_type = request.headers.get("content-type", "")
+    content_type = headers.get(b"content-type", b"").decode("latin-1")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise Rejection(
@@ -212,12 +267,14 @@ class ParsedEvent:
     supported: bool
     entity_id: str
     deal_id: str | None
+    text: str
 
 
 def _parse(body: Body) -> ParsedEvent:
     """Step 6: the body must be a JSON object with a valid event and ids."""
     try:
-        document = json.loads(body.data)
+        text = body.data.decode()
+        document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise Rejection(
             400, "bad_request", f"body is not valid JSON: {error}"
@@ -245,6 +302,7 @@ def _parse(body: Body) -> ParsedEvent:
         supported=canonical is not None,
         entity_id=entity_id,
         deal_id=deal_id,
+        text=text,
     )
 
 
@@ -254,6 +312,8 @@ def _uuid(document: dict[str, Any], field: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise Rejection(400, "bad_request", f"{field!r} must be a UUID string")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
     try:
         return str(uuid.UUID(value))
     except ValueError:
@@ -266,10 +326,13 @@ async def _store(
     runtime: Runtime,
     broker: BrokerKey,
     parsed: ParsedEvent,
-    body: Body,
     delivery: dict[str, Any],
-) -> Response:
-    """Steps 7 and 8: commit the event with its delivery, then answer."""
+) -> bytes | Response:
+    """Steps 7 and 8: commit the event with its delivery, then answer.
+
+    The usual answer is returned as the JSON body JSONResponse would
+    render; the rarer one with a warning as a response.
+    """
     event_id = uuid7()
     status = RECEIVED if parsed.supported else UNSUPPORTED
     event = {
@@ -280,7 +343,7 @@ async def _store(
         "entity_id": parsed.entity_id,
         "deal_id": parsed.deal_id,
         "status": status,
-        "payload": body.data.decode(),
+        "payload": parsed.text,
         "received_at": delivery["received_at"],
         "delivery_id": delivery["id"],
     }
@@ -300,20 +363,20 @@ async def _store(
         delivery["event_id"] = None
         raise Rejection(503, "store_unavailable", str(error)) from None
 
-    runtime.metrics.deliveries.labels(SOURCE, "accepted").inc()
-    answer: dict[str, Any] = {"status": "accepted", "event": event_id}
-    if not parsed.supported:
-        answer["warning"] = (
-            f"{parsed.type!r} is not a known SalesTrekker event; stored as unsupported"
-        )
-    return JSONResponse(answer)
+    if parsed.supported:
+        return f'{{"status":"accepted","event":"{event_id}"}}'.encode()
+    warning = (
+        f"{parsed.type!r} is not a known SalesTrekker event; stored as unsupported"
+    )
+    return JSONResponse({"status": "accepted", "event": event_id, "warning": warning})
 
 
-def _record(
-    runtime: Runtime, delivery: dict[str, Any], status: int, outcome: str, reason: str
-) -> None:
+def _record(runtime: Runtime, delivery: dict[str, Any], rejection: Rejection) -> None:
     """Keep the delivery record of a rejection (not awaited: nothing to ack)."""
-    delivery.update(status_code=status, outcome=outcome, reason=reason)
-    runtime.metrics.deliveries.labels(SOURCE, outcome).inc()
-    if status != 503:
+    delivery.update(
+        status_code=rejection.status,
+        outcome=rejection.outcome,
+        reason=rejection.reason,
+    )
+    if rejection.status != 503:
         runtime.writer.write_later(delivery_write(delivery))

@@ -4,6 +4,10 @@ Two layers: fields whose names say they hold a secret are masked whole, and
 every string value is scrubbed of credentials in the shapes we receive or
 send (``Salestrekker <key>``, ``Bearer <token>``, ``apiKey`` in a GraphQL
 body).
+
+Every log line passes through here, one per delivery at least, so the
+common case is kept cheap: a string is only rewritten after one search has
+found a word that a credential would follow.
 """
 
 from __future__ import annotations
@@ -44,8 +48,27 @@ _KEYED_VALUE = re.compile(
 )
 
 
+# Text without any of these words has nothing for the patterns above to mask.
+# ASCII text is lowered and searched case-sensitively (several times faster);
+# other text is searched as the patterns search it.
+_HINT = re.compile(
+    r"salestrekker|bearer|basic|api_?key|password|token|client_?secret|clientstate"
+)
+_HINT_ANY_CASE = re.compile(_HINT.pattern, re.IGNORECASE)
+# Values of these types hold no text to scrub.
+_PLAIN = (int, float, bool, type(None))
+
+
+def _may_hold_credential(text: str) -> bool:
+    if text.isascii():
+        return _HINT.search(text.lower()) is not None
+    return _HINT_ANY_CASE.search(text) is not None
+
+
 def scrub(text: str) -> str:
     """Mask credentials that appear inside free text."""
+    if not _may_hold_credential(text):
+        return text
     text = _CREDENTIAL.sub(lambda m: m["scheme"] + MASK, text)
     return _KEYED_VALUE.sub(lambda m: m["name"] + MASK, text)
 
@@ -66,6 +89,14 @@ def redact_event_dict(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask secret fields and scrub free text."""
-    for name, value in list(event_dict.items()):
-        event_dict[name] = redact_value(name, value)
+    # Replacing the value of a key keeps the iteration valid.
+    for name, value in event_dict.items():
+        if name.lower() in SECRET_FIELD_NAMES:
+            if value not in (None, ""):
+                event_dict[name] = MASK
+        elif type(value) is str:
+            if _may_hold_credential(value):
+                event_dict[name] = scrub(value)
+        elif type(value) not in _PLAIN:
+            event_dict[name] = redact_value(name, value)
     return event_dict
