@@ -41,8 +41,6 @@ import os
 import platform
 import secrets
 import shutil
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,45 +48,54 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
-from typing import IO
 
-import httpx
 import starlette
 import uvicorn
 from cryptography.fernet import Fernet
-from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bench.common import (
+    HTTP,
+    LOOP,
+    POSTGRES_ADMIN_URL,
+    ROOT,
+    BenchError,
+    Server,
+    Store,
+    Unreachable,
+    database_names,
+    machine_line,
+    note,
+    open_store,
+    percentile,
+    positive,
+    prepare,
+    running,
+    serve,
+    server_env,
+)
 from brokerhooks.app import ALL_METHODS, create_app, healthz
-from brokerhooks.config import Settings, load_settings
+from brokerhooks.config import load_settings
 from brokerhooks.logs import configure_logging
-from brokerhooks.security.secrets import Secret, Vault
-from brokerhooks.store import brokers, migrate
-from brokerhooks.store.database import make_engine, transaction
+from brokerhooks.store.database import transaction
 from brokerhooks.store.events import EVENTS
 
 PATH = "/hooks/salestrekker"
 EVENT = "dealChangesStage"
 # The no-op answer has the shape and size of the durable one.
 NOOP_ANSWER = {"status": "accepted", "event": "00000000-0000-7000-8000-000000000000"}
-LOOP = "uvloop" if find_spec("uvloop") else "asyncio"
-HTTP = "httptools" if find_spec("httptools") else "h11"
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Seconds wrk runs past the deadline so that in-flight deliveries are answered.
 DRAIN_SECONDS = 1
-ROOT = Path(__file__).resolve().parents[1]
 
 
-# -- The no-op app and the server both apps run on -------------------------
+# -- The no-op app and the server processes ---------------------------------
 
 
 async def noop_receive(request: Request) -> Response:
@@ -107,22 +114,6 @@ def noop_app() -> Starlette:
     )
 
 
-def serve(app: Starlette, settings: Settings, port: int) -> None:
-    """Run ``app`` with the options of ``brokerhooks serve``, loop and parser pinned."""
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        loop=LOOP,
-        http=HTTP,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=10,
-    )
-
-
 def _serve_child(role: str, port: int) -> None:
     """Entry point of a server process; settings come from the environment.
 
@@ -134,175 +125,8 @@ def _serve_child(role: str, port: int) -> None:
     serve(app, settings, port)
 
 
-class Server:
-    """One server process on a free loopback port."""
-
-    def __init__(self, role: str, env: dict[str, str], folder: Path) -> None:
-        self.role = role
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = folder / f"{role}.log"
-        self._env = env
-        self._folder = folder
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
-            [*_child_command(), "--serve", self.role, "--port", str(self.port)],
-            env=self._env,
-            cwd=self._folder,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-        )
-        self._wait_until_ready()
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the process so far, all threads."""
-        assert self._process is not None
-        stat = Path(f"/proc/{self._process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        if self._log is not None:
-            self._log.close()
-
-    def log_tail(self, lines: int = 20) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(
-            self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        )
-
-    def _wait_until_ready(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise BenchError(
-            f"the {self.role} server did not start; its log ends with:\n"
-            + self.log_tail()
-        )
-
-
-@contextmanager
-def running(server: Server) -> Iterator[Server]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def _child_command() -> list[str]:
     return [sys.executable, "-m", "bench.ingest"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on; the message says why."""
-
-
-# -- Stores -----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Store:
-    name: str
-    url: str
-    version: str
-    durability: str
-
-
-@contextmanager
-def sqlite_store() -> Iterator[Store]:
-    with tempfile.TemporaryDirectory(prefix="brokerhooks-bench-") as folder:
-        yield Store(
-            "SQLite",
-            f"sqlite:///{folder}/bench.db",
-            sqlite3.sqlite_version,
-            "WAL, synchronous=FULL, file in " + tempfile.gettempdir(),
-        )
-
-
-class Unreachable(Exception):
-    """A database the benchmark should skip; the message says why."""
-
-
-@contextmanager
-def postgres_store(admin_url: str) -> Iterator[Store]:
-    """A temporary database, dropped at the end; Unreachable if the server is down."""
-    url = "postgresql+psycopg://" + admin_url.split("://", 1)[1]
-    name = f"brokerhooks_bench_{os.getpid()}"
-    admin = create_engine(
-        url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
-    try:
-        with admin.connect() as connection:
-            version = str(connection.scalar(text("SHOW server_version")))
-            commit = str(connection.scalar(text("SHOW synchronous_commit")))
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        reason = str(error.orig).strip().splitlines()[0]
-        raise Unreachable(f"{admin_url} is not reachable ({reason})") from None
-
-    try:
-        yield Store(
-            "PostgreSQL",
-            url.rsplit("/", 1)[0] + f"/{name}",
-            version.split()[0],
-            f"synchronous_commit={commit}",
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" (FORCE)'))
-        admin.dispose()
-
-
-def prepare(store: Store, secret_key: str, api_key: str) -> Engine:
-    """Migrate the store and add the broker the load authenticates as."""
-    settings = load_settings(
-        database_url=store.url, secret_keys=secret_key, env="production"
-    )
-    engine = make_engine(settings)
-    migrate.upgrade(engine)
-    vault = Vault(settings.fernet_keys)
-    key = Secret(api_key)
-    with transaction(engine, write=True) as connection:
-        brokers.create_broker(
-            connection,
-            name="bench",
-            salestrekker_url="https://bench.salestrekker.com",
-            api_key_encrypted=vault.encrypt(key),
-            api_key_hash=vault.lookup_hash(key),
-        )
-    return engine
 
 
 def count_events(engine: Engine) -> int:
@@ -310,25 +134,6 @@ def count_events(engine: Engine) -> int:
     # store/, which serves the service.
     with transaction(engine) as connection:
         return int(connection.scalar(select(func.count()).select_from(EVENTS)) or 0)
-
-
-def server_env(store: Store, secret_key: str, log_level: str) -> dict[str, str]:
-    """The production settings, and nothing inherited that could change them."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("BROKERHOOKS_")
-    }
-    path = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.update(
-        PYTHONPATH=path,
-        BROKERHOOKS_DATABASE_URL=store.url,
-        BROKERHOOKS_SECRET_KEYS=secret_key,
-        BROKERHOOKS_ENV="production",
-        BROKERHOOKS_LOG_FORMAT="json",
-        BROKERHOOKS_LOG_LEVEL=log_level,
-    )
-    return env
 
 
 # -- Load generators --------------------------------------------------------
@@ -543,8 +348,8 @@ async def _load(
         refused=sum(statuses.values()) - statuses[200],
         errors=errors,
         seconds=elapsed,
-        p50_ms=_percentile(latencies, 0.50) * 1000,
-        p99_ms=_percentile(latencies, 0.99) * 1000,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
     )
 
 
@@ -557,12 +362,6 @@ def _response_head(head: bytes) -> tuple[int, int]:
         if name.strip().lower() == b"content-length":
             return status, int(value)
     raise ValueError("response without Content-Length")
-
-
-def _percentile(ordered: Sequence[float], fraction: float) -> float:
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 # -- Rounds -----------------------------------------------------------------
@@ -681,7 +480,7 @@ class Bench:
         if sample.stored is not None:
             check = f", 200 answers {sample.load.accepted:,} / events stored "
             check += f"{sample.stored:,}"
-        _note(
+        note(
             f"{series.database} c={series.connections} {label} {handler}: "
             f"{sample.rate:,.0f}/s, p99 {sample.load.p99_ms:.1f} ms, "
             f"CPU {sample.cpu_us:.0f} us/req{check}"
@@ -690,9 +489,9 @@ class Bench:
             message = f"{series.database} c={series.connections} {label} "
             message += f"{handler}: {problem}"
             series.problems.append(message)
-            _note("FAILED " + message)
+            note("FAILED " + message)
         if sample.problems():
-            _note(f"the {handler} server's log ends with:\n{server.log_tail()}")
+            note(f"the {handler} server's log ends with:\n{server.log_tail()}")
 
 
 def run_database(
@@ -700,12 +499,12 @@ def run_database(
 ) -> list[Series]:
     secret_key = Fernet.generate_key().decode()
     api_key = secrets.token_hex(20)
-    engine = prepare(store, secret_key, api_key)
+    engine, _ = prepare(store, secret_key, api_key)
     env = server_env(store, secret_key, options.log_level)
     bench = Bench(options, load, api_key, engine, store.name)
     try:
-        durable = Server("durable", env, folder)
-        noop = Server("noop", env, folder)
+        durable = Server("durable", env, folder, module="bench.ingest")
+        noop = Server("noop", env, folder, module="bench.ingest")
         with running(durable), running(noop):
             return [
                 bench.series(durable, noop, connections)
@@ -767,9 +566,8 @@ def _row(
 
 def machine(stores: list[Store], options: Options, load_version: str) -> list[str]:
     """Lines that say what the table was measured on."""
-    cpus = len(os.sched_getaffinity(0))
     lines = [
-        f"machine: {_cpu_model()}, {cpus} cores, Linux {platform.release()}",
+        machine_line(),
         f"python: {platform.python_version()}; uvicorn {uvicorn.__version__} "
         f"({LOOP}, {HTTP}), one process; starlette {starlette.__version__}; "
         f"log level {options.log_level}",
@@ -784,16 +582,6 @@ def machine(stores: list[Store], options: Options, load_version: str) -> list[st
     )
     lines.append(f"date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     return lines
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def render(header: list[str], table: list[list[str]], markdown: bool) -> str:
@@ -824,10 +612,6 @@ def _markdown_rule(index: int) -> str:
     return "---" if index in (0, 2) else "---:"
 
 
-def _note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # -- Command line -----------------------------------------------------------
 
 
@@ -838,10 +622,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "route on the same server, on SQLite and PostgreSQL.",
     )
     parser.add_argument(
-        "--seconds", type=_positive(float), default=5.0, help="per round (5)"
+        "--seconds", type=positive(float), default=5.0, help="per round (5)"
     )
     parser.add_argument(
-        "--rounds", type=_positive(int), default=3, help="paired rounds (3)"
+        "--rounds", type=positive(int), default=3, help="paired rounds (3)"
     )
     parser.add_argument(
         "--warmup",
@@ -857,7 +641,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--databases",
-        type=_database_names,
+        type=database_names,
         default=["sqlite", "postgresql"],
         help="comma-separated (sqlite,postgresql)",
     )
@@ -887,17 +671,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
-    def convert(value: str) -> float:
-        number = kind(value)
-        if number <= 0:
-            raise argparse.ArgumentTypeError(f"{value} is not above 0")
-        return number
-
-    convert.__name__ = kind.__name__
-    return convert
-
-
 def _connection_counts(value: str) -> list[int]:
     try:
         counts = [int(part) for part in value.split(",")]
@@ -908,16 +681,6 @@ def _connection_counts(value: str) -> list[int]:
             f"{value!r} is not a list of positive numbers, e.g. 16,64"
         )
     return counts
-
-
-def _database_names(value: str) -> list[str]:
-    names = [part.strip().lower() for part in value.split(",")]
-    unknown = sorted(set(names) - {"sqlite", "postgresql"})
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown {', '.join(unknown)}; choose from sqlite,postgresql"
-        )
-    return names
 
 
 def options_from(arguments: argparse.Namespace) -> Options:
@@ -941,7 +704,7 @@ def pick_load(options: Options, folder: Path) -> tuple[LoadGenerator, str]:
             raise BenchError("--load-generator wrk: wrk is not installed")
         return WrkLoad(folder), WrkLoad.version()
     if wanted == "auto":
-        _note("wrk not found (apt-get install wrk); using the Python load generator")
+        note("wrk not found (apt-get install wrk); using the Python load generator")
     return PythonLoad(), PythonLoad.version()
 
 
@@ -954,29 +717,23 @@ def run(options: Options) -> int:
         load, load_version = pick_load(options, folder)
         for database in options.databases:
             try:
-                with open_store(database, options) as store:
+                with open_store(database, options.postgres_url) as store:
                     stores.append(store)
                     results.extend(run_database(store, options, load, folder))
             except Unreachable as error:
                 skipped.append(f"{database}: skipped, {error}")
-                _note(f"{database} skipped: {error}")
+                note(f"{database} skipped: {error}")
 
     if not results:
-        _note("error: nothing was measured")
+        note("error: nothing was measured")
         return 1
     table = [row for series in results for row in rows(series)]
     header = machine(stores, options, load_version) + skipped
     print(render(header, table, options.markdown))
     problems = [problem for series in results for problem in series.problems]
     for problem in problems:
-        _note("FAILED " + problem)
+        note("FAILED " + problem)
     return 1 if problems else 0
-
-
-def open_store(database: str, options: Options) -> AbstractContextManager[Store]:
-    if database == "sqlite":
-        return sqlite_store()
-    return postgres_store(options.postgres_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -992,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(options_from(arguments))
     except BenchError as error:
-        _note(f"error: {error}")
+        note(f"error: {error}")
         return 1
 
 
