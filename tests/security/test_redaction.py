@@ -34,6 +34,10 @@ def scrub_everything(text: str) -> str:
         "api\u212aey=abc123",
         "ünïcode Bearer tøken",
         "salestrekker",
+        "salestrekker\x00abc and bearer",
+        "Bearer\x1cabc123",
+        "basic\u2003abc123",
+        "source salestrekker\tkey",
         "01a23d7d-44d5-7285-ba36-45f1bf0fff72",
         "nothing to see here",
         "",
@@ -46,6 +50,9 @@ def test_scrub_masks_what_the_patterns_mask(text: str) -> None:
 def test_event_dicts_are_redacted_in_one_pass() -> None:
     event: dict[str, Any] = {
         "event": "delivery",
+        "source": "salestrekker",
+        "tail": "bearer",
+        "head": " not-a-token",
         "token": "abc",
         "Password": 1234,
         "api_key": None,
@@ -62,6 +69,9 @@ def test_event_dicts_are_redacted_in_one_pass() -> None:
 
     assert redacted == {
         "event": "delivery",
+        "source": "salestrekker",
+        "tail": "bearer",
+        "head": " not-a-token",
         "token": MASK,
         "Password": MASK,
         "api_key": None,
