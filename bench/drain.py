@@ -46,7 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,6 +265,7 @@ class Sample:
     cpu_seconds: float
     simulator_cpu_seconds: float
     graphql_calls: int
+    operations: Counter[str] = field(default_factory=Counter)
     other_attempts: dict[str, int] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
 
@@ -332,7 +333,7 @@ class Drain:
             build_worker(engine, settings, transport=httpx.ASGITransport(app=self._app))
             for _ in range(count)
         ]
-        calls_before = sum(self._simulator.requests.values())
+        calls_before = Counter(self._simulator.requests)
         simulator_before = self._app.cpu_seconds
         cpu_before = time.process_time()
         started = utcnow()
@@ -341,7 +342,7 @@ class Drain:
         problems = await self._wait(engine, events, tasks)
         cpu = time.process_time() - cpu_before
         simulator_cpu = self._app.cpu_seconds - simulator_before
-        calls = sum(self._simulator.requests.values()) - calls_before
+        calls = Counter(self._simulator.requests) - calls_before
         await stop(workers, tasks)
 
         found = await asyncio.to_thread(outcome, engine)
@@ -354,7 +355,8 @@ class Drain:
             seconds=(end - started).total_seconds(),
             cpu_seconds=cpu,
             simulator_cpu_seconds=simulator_cpu,
-            graphql_calls=calls,
+            graphql_calls=calls.total(),
+            operations=calls,
             other_attempts=found.other_attempts,
             problems=tuple(problems),
         )
@@ -440,6 +442,11 @@ def report(sample: Sample, label: str) -> None:
         f"(simulator {sample.simulator_cpu_ms:.2f}), "
         f"{sample.graphql_calls / sample.events:.2f} GraphQL calls/event"
     )
+    operations = ", ".join(
+        f"{name} {count / sample.events:.2f}"
+        for name, count in sample.operations.most_common()
+    )
+    note(f"  GraphQL calls/event by operation: {operations}")
     if sample.other_attempts:
         note(f"  attempts other than done: {sample.other_attempts}")
     for problem in sample.problems:
