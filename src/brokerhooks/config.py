@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     auth_cooldown_seconds: float = Field(default=300.0, gt=0)
     broker_cache_seconds: float = Field(default=5.0, ge=0)
     write_batch_max: int = Field(default=500, gt=0)
+    # How long a thread may keep the interpreter while another waits for it.
+    switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
 
     # Storage.
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"
