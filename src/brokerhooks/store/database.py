@@ -7,8 +7,10 @@ acknowledged delivery is on disk. PostgreSQL keeps its own defaults
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -40,7 +42,23 @@ def make_engine(settings: Settings, *, pool_size: int = 8) -> Engine:
     )
 
 
+# One lock per SQLite engine, held by its write transactions. SQLite lets one
+# writer in at a time; a writer that finds the lock taken sleeps in steps of
+# up to 100 ms before it looks again, so writers of one process that queue
+# on a Python lock instead follow each other at once.
+_write_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """What a write transaction on ``engine`` holds (nothing on PostgreSQL)."""
+    lock = _write_locks.get(engine)
+    return lock if lock is not None else nullcontext()
+
+
 def _tune_sqlite(engine: Engine, settings: Settings) -> None:
+    _write_locks[engine] = threading.RLock()
     synchronous = settings.sqlite_synchronous
     busy_timeout = settings.sqlite_busy_timeout_ms
 
@@ -67,11 +85,14 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
     """A transaction; on SQLite a writer takes the write lock up front.
 
     Taking the lock at BEGIN avoids the deadlock where two readers both try
-    to upgrade to writers. Connection failures become StoreUnavailable.
+    to upgrade to writers, and the writers of this process queue for it on
+    a lock of their own (see ``write_lock``). Connection failures become
+    StoreUnavailable.
     """
     options = {"sqlite_begin": "IMMEDIATE"} if write else {}
     try:
         with (
+            write_lock(engine) if write else nullcontext(),
             engine.connect().execution_options(**options) as connection,
             connection.begin(),
         ):

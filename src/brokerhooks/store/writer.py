@@ -39,6 +39,7 @@ from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.pool import PoolProxiedConnection
 
 from brokerhooks.errors import StoreUnavailable
+from brokerhooks.store.database import write_lock
 from brokerhooks.store.types import (
     UTCDateTime,
     sqlite_utc_text,
@@ -285,16 +286,17 @@ class _SQLiteLink(_Link):
 
     def commit(self, groups: Groups) -> None:
         cursor = self._cursor
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            for key, rows in groups.items():
-                insert = self._insert(key)
-                cursor.executemany(insert.sql, [insert.values(row) for row in rows])
-            cursor.execute("COMMIT")
-        except BaseException:
-            if self._driver.in_transaction:
-                cursor.execute("ROLLBACK")
-            raise
+        with write_lock(self.engine):
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                for key, rows in groups.items():
+                    insert = self._insert(key)
+                    cursor.executemany(insert.sql, [insert.values(row) for row in rows])
+                cursor.execute("COMMIT")
+            except BaseException:
+                if self._driver.in_transaction:
+                    cursor.execute("ROLLBACK")
+                raise
 
     def usable(self) -> bool:
         return not self._driver.in_transaction
