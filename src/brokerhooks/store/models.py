@@ -173,6 +173,7 @@ class Job(Base):
 
     __table_args__ = (
         Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_ordering_key_id", "ordering_key", "id"),
         Index("ix_jobs_event_id", "event_id"),
     )

@@ -25,7 +25,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -86,24 +85,32 @@ def enqueue(connection: Connection, **fields: Any) -> None:
 def claim(
     connection: Connection, *, worker: str, limit: int, lease_seconds: float
 ) -> list[ClaimedJob]:
-    """Claim up to ``limit`` runnable jobs for ``worker``."""
+    """Claim up to ``limit`` runnable jobs for ``worker``.
+
+    Runnable: queued and due, or running on a lease that has expired; and
+    the first job of its ordering key. The two kinds are looked up apart,
+    each in id order through an index on (status, id), so that a claim
+    reads about as many rows as it takes however long the queue is.
+    """
     now = utcnow()
     earlier = aliased(Job)
     blocked = exists().where(
         earlier.ordering_key == Job.ordering_key, earlier.id < Job.id
     )
-    runnable = or_(
-        and_(Job.status == QUEUED, Job.run_after <= now),
+    ids: list[int] = []
+    for runnable in (
         and_(Job.status == RUNNING, Job.lease_expires_at < now),
-    )
-    query = (
-        select(Job.id)
-        .where(runnable, ~blocked)
-        .order_by(Job.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Job)
-    )
-    ids = list(connection.scalars(query))
+        and_(Job.status == QUEUED, Job.run_after <= now),
+    ):
+        query = (
+            select(Job.id)
+            .where(runnable, ~blocked)
+            .order_by(Job.status, Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Job)
+        )
+        ids.extend(connection.scalars(query))
+    ids = sorted(ids)[:limit]
     if not ids:
         return []
     connection.execute(
