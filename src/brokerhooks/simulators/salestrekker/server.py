@@ -47,7 +47,9 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    DocumentNode,
     GraphQLError,
+    GraphQLSchema,
     OperationDefinitionNode,
     OperationType,
     execute_sync,
@@ -153,7 +155,7 @@ async def _graphql(simulator: SalesTrekkerSimulator, request: Request) -> Respon
     try:
         body = json.loads(await request.body())
         query, variables, operation_name = _graphql_request(body)
-        document = parse(query)
+        document = simulator.documents.parse(query)
     except (ValueError, GraphQLError) as error:
         simulator.requests["<invalid>"] += 1
         code = "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLError) else None
@@ -182,7 +184,7 @@ async def _graphql(simulator: SalesTrekkerSimulator, request: Request) -> Respon
         user_id = claims["id"]
 
     schema = simulator.schema
-    errors = validate(schema, document)
+    errors = simulator.documents.validate(schema, query, document)
     if errors:
         return _errors(400, [_error(e, "GRAPHQL_VALIDATION_FAILED") for e in errors])
     result = execute_sync(
@@ -194,6 +196,45 @@ async def _graphql(simulator: SalesTrekkerSimulator, request: Request) -> Respon
         operation_name=operation_name,
     )
     return JSONResponse(result.formatted)
+
+
+class DocumentCache:
+    """Parsed and validated queries by their text, as GraphQL servers keep them.
+
+    A client sends the same few queries over and over; parsing and
+    validating each again would make the simulator, not the code under
+    test, the cost in a benchmark. The schema can change (drift tests), so
+    validations are kept per schema.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._parsed: dict[str, DocumentNode] = {}
+        self._checked: dict[str, list[GraphQLError]] = {}
+        self._checked_against: GraphQLSchema | None = None
+
+    def parse(self, query: str) -> DocumentNode:
+        document = self._parsed.get(query)
+        if document is None:
+            document = parse(query)
+            if len(self._parsed) >= self._size:
+                self._parsed.clear()
+            self._parsed[query] = document
+        return document
+
+    def validate(
+        self, schema: GraphQLSchema, query: str, document: DocumentNode
+    ) -> list[GraphQLError]:
+        if schema is not self._checked_against:
+            self._checked.clear()
+            self._checked_against = schema
+        errors = self._checked.get(query)
+        if errors is None:
+            errors = validate(schema, document)
+            if len(self._checked) >= self._size:
+                self._checked.clear()
+            self._checked[query] = errors
+        return errors
 
 
 def _graphql_request(body: object) -> tuple[str, dict[str, Any], str | None]:

@@ -46,7 +46,7 @@ from brokerhooks.simulators.salestrekker.api import (
     TokenIssuer,
     served_schema,
 )
-from brokerhooks.simulators.salestrekker.server import build_app
+from brokerhooks.simulators.salestrekker.server import DocumentCache, build_app
 from brokerhooks.simulators.salestrekker.state import (
     Record,
     SimulatorError,
@@ -139,6 +139,7 @@ class SalesTrekkerSimulator:
         self.random = random.Random(random_seed)
         self._removed: set[tuple[str, str]] = set()
         self._schema = served_schema(())
+        self.documents = DocumentCache()
         self._webhooks = WebhookSender(
             webhook_url, api_key, transport=webhook_transport
         )
@@ -195,6 +196,7 @@ class SalesTrekkerSimulator:
         """Serve the bundled schema again."""
         self._removed = set()
         self._schema = served_schema(())
+        self.documents = DocumentCache()
 
     def fail_requests(
         self, count: int, *, status: int = 503, retry_after: float | None = None
