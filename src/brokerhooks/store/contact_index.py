@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from brokerhooks.store.models import ContactEmail, DealClient
 from brokerhooks.store.types import utcnow
@@ -84,8 +85,7 @@ def _index_contact(
         }
         for email in sorted(contact_emails(data))
     ]
-    if rows:
-        connection.execute(insert(ContactEmail), rows)
+    _upsert(connection, ContactEmail, rows, ("broker_id", "email", "contact_id"))
 
 
 def _index_deal(
@@ -109,8 +109,37 @@ def _index_deal(
         }
         for contact_id in clients
     ]
-    if rows:
-        connection.execute(insert(DealClient), rows)
+    _upsert(connection, DealClient, rows, ("broker_id", "deal_id", "contact_id"))
+
+
+def _upsert(
+    connection: Connection,
+    model: type[ContactEmail] | type[DealClient],
+    rows: list[dict[str, Any]],
+    keys: tuple[str, ...],
+) -> None:
+    """Insert ``rows``, or update those another transaction has just written.
+
+    Two jobs may index the same contact at once (two deals with one client):
+    each deletes the old rows, and on PostgreSQL both may then insert the
+    same key. The later one updates the row instead of failing.
+    """
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(model)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(model)
+    else:
+        connection.execute(insert(model), rows)
+        return
+    changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=changed),
+        rows,
+    )
 
 
 def match_email(
