@@ -172,7 +172,6 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        Index("ix_jobs_status_run_after", "status", "run_after"),
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_ordering_key_id", "ordering_key", "id"),
         Index("ix_jobs_event_id", "event_id"),
