@@ -408,3 +408,34 @@ def database_names(value: str) -> list[str]:
             f"unknown {', '.join(unknown)}; choose from sqlite,postgresql"
         )
     return names
+
+
+def add_common_flags(
+    parser: argparse.ArgumentParser, *, log_level_help: str | None = None
+) -> None:
+    """The flags every benchmark takes: databases, where PostgreSQL is, output.
+
+    With ``log_level_help``, also ``--log-level`` (WARNING unless given).
+    """
+    parser.add_argument(
+        "--databases",
+        type=database_names,
+        default=["sqlite", "postgresql"],
+        help="comma-separated (sqlite,postgresql)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=POSTGRES_ADMIN_URL,
+        help="a server where a temporary database may be created "
+        f"({POSTGRES_ADMIN_URL})",
+    )
+    if log_level_help is not None:
+        parser.add_argument(
+            "--log-level",
+            choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+            default="WARNING",
+            help=log_level_help,
+        )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown"
+    )

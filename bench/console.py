@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import random
 import re
 import secrets
@@ -51,13 +50,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func, insert, select
 
 from bench.common import (
-    POSTGRES_ADMIN_URL,
     BenchError,
     Server,
     Store,
     Unreachable,
+    add_common_flags,
     code_line,
-    database_names,
     machine_line,
     note,
     open_store,
@@ -523,15 +521,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=positive(int), default=10, help="timed requests per view"
     )
-    parser.add_argument(
-        "--databases", type=database_names, default=["sqlite", "postgresql"]
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("BROKERHOOKS_BENCH_POSTGRES_URL", POSTGRES_ADMIN_URL),
-        help="an admin URL where a temporary database may be created",
-    )
-    parser.add_argument("--markdown", action="store_true")
+    add_common_flags(parser)
     parser.add_argument("--serve", choices=("app",), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -60,12 +60,11 @@ from sqlalchemy import Engine, Table, distinct, func, select, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bench.common import (
-    POSTGRES_ADMIN_URL,
     BenchError,
     Store,
     Unreachable,
+    add_common_flags,
     code_line,
-    database_names,
     machine_line,
     note,
     open_store,
@@ -554,27 +553,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="drains per configuration, each of a fresh backlog (1)",
     )
-    parser.add_argument(
-        "--databases",
-        type=database_names,
-        default=["sqlite", "postgresql"],
-        help="comma-separated (sqlite,postgresql)",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=POSTGRES_ADMIN_URL,
-        help="a server where a temporary database may be created "
-        f"({POSTGRES_ADMIN_URL})",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default="WARNING",
-        help="the workers' log level (WARNING: no line per attempt); the lines "
-        "go to a file",
-    )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the table as Markdown"
+    add_common_flags(
+        parser,
+        log_level_help="the workers' log level (WARNING: no line per attempt); "
+        "the lines go to a file",
     )
     return parser.parse_args(argv)
 

@@ -72,14 +72,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bench.common import (
     HTTP,
     LOOP,
-    POSTGRES_ADMIN_URL,
     ROOT,
     BenchError,
     Server,
     Store,
     Unreachable,
+    add_common_flags,
     code_line,
-    database_names,
     free_port,
     machine_line,
     note,
@@ -793,27 +792,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the SalesTrekker rate limit per broker, requests/s (1000000: "
         "off; the default setting is 10)",
     )
-    parser.add_argument(
-        "--databases",
-        type=database_names,
-        default=["sqlite", "postgresql"],
-        help="comma-separated (sqlite,postgresql)",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=POSTGRES_ADMIN_URL,
-        help="a server where a temporary database may be created "
-        f"({POSTGRES_ADMIN_URL})",
-    )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default="WARNING",
-        help="brokerhooks' BROKERHOOKS_LOG_LEVEL (WARNING: no line per "
+    add_common_flags(
+        parser,
+        log_level_help="brokerhooks' BROKERHOOKS_LOG_LEVEL (WARNING: no line per "
         "delivery, run and attempt)",
-    )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the table as Markdown"
     )
     # The child processes.
     parser.add_argument(

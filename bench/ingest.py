@@ -64,13 +64,12 @@ from starlette.routing import Route
 from bench.common import (
     HTTP,
     LOOP,
-    POSTGRES_ADMIN_URL,
     ROOT,
     BenchError,
     Server,
     Store,
     Unreachable,
-    database_names,
+    add_common_flags,
     machine_line,
     note,
     open_store,
@@ -640,28 +639,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated (16,64)",
     )
     parser.add_argument(
-        "--databases",
-        type=database_names,
-        default=["sqlite", "postgresql"],
-        help="comma-separated (sqlite,postgresql)",
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=POSTGRES_ADMIN_URL,
-        help="a server where a temporary database may be created "
-        f"({POSTGRES_ADMIN_URL})",
-    )
-    parser.add_argument(
         "--load-generator", choices=("auto", "wrk", "python"), default="auto"
     )
-    parser.add_argument(
-        "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default="WARNING",
-        help="the servers' BROKERHOOKS_LOG_LEVEL (WARNING: no line per delivery)",
-    )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the table as Markdown"
+    add_common_flags(
+        parser,
+        log_level_help="the servers' BROKERHOOKS_LOG_LEVEL (WARNING: no line per "
+        "delivery)",
     )
     # The child processes: a server, or the Python load generator.
     parser.add_argument("--serve", choices=("durable", "noop"), help=argparse.SUPPRESS)
