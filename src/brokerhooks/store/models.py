@@ -112,6 +112,13 @@ class Event(Base):
         Index("ix_events_status_id", "status", "id"),
         Index("ix_events_deal_id", "deal_id"),
         Index("ix_events_entity_id", "entity_id"),
+        # Coalescing updates the events folded into one; few events are.
+        Index(
+            "ix_events_coalesced_into",
+            "coalesced_into",
+            sqlite_where=text("coalesced_into IS NOT NULL"),
+            postgresql_where=text("coalesced_into IS NOT NULL"),
+        ),
     )
 
 
