@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from brokerhooks.ingest.salestrekker_events import subject_of
 from brokerhooks.security.secrets import Secret, Vault
@@ -13,7 +15,7 @@ from brokerhooks.store import brokers
 from brokerhooks.store.brokers import BrokerRecord
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import accepted_event_write
-from brokerhooks.store.models import RECEIVED
+from brokerhooks.store.models import RECEIVED, Event, Job
 from brokerhooks.store.queue import ordering_key
 from brokerhooks.store.types import utcnow, uuid7
 
@@ -87,3 +89,30 @@ def queue_event(
         for table, row in write.rows:
             connection.execute(table.insert(), [row])
     return event_id
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    describe: Callable[[], object],
+    timeout: float = 30,
+) -> None:
+    """Poll ``condition``; on timeout fail with what ``describe`` shows."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; {describe()}")
+        time.sleep(0.05)
+
+
+def pipeline_idle(engine: Engine) -> bool:
+    """No job is due and no event is waiting or being processed."""
+    with transaction(engine) as connection:
+        pending = connection.scalar(
+            select(Job.id).where(Job.run_after <= utcnow()).limit(1)
+        )
+        busy = connection.scalar(
+            select(Event.id)
+            .where(Event.status.in_(("received", "processing")))
+            .limit(1)
+        )
+    return pending is None and busy is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,7 +53,7 @@ from tests.connectors.msgraph.conftest import (
     certificates,
     sim,
 )
-from tests.helpers import add_broker
+from tests.helpers import add_broker, pipeline_idle, wait_until
 from tests.rules.test_fields import _conforms
 from tests.servers import serve_in_thread
 
@@ -112,23 +111,10 @@ class Flow:
         return message
 
     def wait(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; events: {self.events()}")
-            time.sleep(0.05)
+        wait_until(condition, lambda: f"events: {self.events()}", timeout)
 
     def idle(self) -> bool:
-        with transaction(self.engine) as connection:
-            pending = connection.scalar(
-                select(Job.id).where(Job.run_after <= utcnow()).limit(1)
-            )
-            busy = connection.scalar(
-                select(Event.id)
-                .where(Event.status.in_(("received", "processing")))
-                .limit(1)
-            )
-        return pending is None and busy is None
+        return pipeline_idle(self.engine)
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         with transaction(self.engine) as connection:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from tests.connectors.msgraph.conftest import (
     certificates,
     sim,
 )
-from tests.helpers import add_broker
+from tests.helpers import add_broker, pipeline_idle, wait_until
 from tests.servers import serve_in_thread
 
 __all__ = ["authority_url", "certificates", "sim"]
@@ -93,23 +92,10 @@ class Flow:
         return asyncio.run(run())
 
     def wait(self, condition: Callable[[], bool], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; actions: {self.actions()}")
-            time.sleep(0.05)
+        wait_until(condition, lambda: f"actions: {self.actions()}", timeout)
 
     def idle(self) -> bool:
-        with transaction(self.engine) as connection:
-            pending = connection.scalar(
-                select(Job.id).where(Job.run_after <= utcnow()).limit(1)
-            )
-            busy = connection.scalar(
-                select(Event.id)
-                .where(Event.status.in_(("received", "processing")))
-                .limit(1)
-            )
-        return pending is None and busy is None
+        return pipeline_idle(self.engine)
 
     def actions(self) -> list[dict[str, Any]]:
         with transaction(self.engine) as connection:
