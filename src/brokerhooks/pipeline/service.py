@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import Engine
 
 from brokerhooks.config import Settings
+from brokerhooks.connectors.msgraph.auth import TokenProviders
 from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService
 from brokerhooks.metrics import Metrics
 from brokerhooks.pipeline.act import ActionRunner
@@ -44,6 +45,11 @@ def build_worker(
     http = httpx.AsyncClient(
         timeout=settings.action_timeout_seconds, follow_redirects=False
     )
+    token_providers = TokenProviders(engine, vault)
+
+    async def close_clients() -> None:
+        await http.aclose()
+        await asyncio.to_thread(token_providers.close)
 
     def services(broker_id: str) -> WorkerServices:
         return WorkerServices(
@@ -54,6 +60,7 @@ def build_worker(
             readers=readers,
             http=http,
             graph_transport=graph_transport,
+            token_providers=token_providers,
         )
 
     events = EventProcessor(
@@ -68,7 +75,7 @@ def build_worker(
         settings=settings,
         services=services,
         metrics=metrics,
-        closing=http.aclose,
+        closing=close_clients,
     )
     subscriptions = SubscriptionJobs(
         engine=engine,

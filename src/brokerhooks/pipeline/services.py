@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from brokerhooks.config import Settings
 from brokerhooks.connectors.errors import PermanentError
-from brokerhooks.connectors.msgraph.auth import graph_client
+from brokerhooks.connectors.msgraph.auth import TokenProviders, graph_client
 from brokerhooks.connectors.msgraph.client import GraphClient
 from brokerhooks.connectors.salestrekker.client import SalesTrekkerClient
 from brokerhooks.errors import NotFound
@@ -34,6 +34,7 @@ class WorkerServices:
         readers: SalesTrekkerReaders,
         http: httpx.AsyncClient,
         graph_transport: httpx.AsyncBaseTransport | None = None,
+        token_providers: TokenProviders | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
@@ -42,6 +43,7 @@ class WorkerServices:
         self._broker_id = broker_id
         self._readers = readers
         self._graph_transport = graph_transport
+        self._token_providers = token_providers
 
     def graph(self, connection: str) -> AbstractAsyncContextManager[GraphClient]:
         return self._graph(connection)
@@ -61,7 +63,11 @@ class WorkerServices:
                 f"{error}; add it with `brokerhooks connections m365 add {name}`"
             ) from None
         async with graph_client(
-            self._engine, self._vault, connection_id, transport=self._graph_transport
+            self._engine,
+            self._vault,
+            connection_id,
+            transport=self._graph_transport,
+            providers=self._token_providers,
         ) as client:
             yield client
 

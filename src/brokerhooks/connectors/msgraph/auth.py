@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
@@ -52,7 +52,11 @@ from brokerhooks.security.secrets import Secret, Vault
 from brokerhooks.store import connections as store
 from brokerhooks.store.connections import M365ConnectionRecord, M365Secrets
 from brokerhooks.store.database import transaction
-from brokerhooks.store.models import M365_DELEGATED, M365_NEEDS_RECONNECT
+from brokerhooks.store.models import (
+    M365_CONNECTED,
+    M365_DELEGATED,
+    M365_NEEDS_RECONNECT,
+)
 from brokerhooks.store.types import utcnow
 
 log = structlog.get_logger("brokerhooks.connectors.msgraph")
@@ -431,6 +435,50 @@ def verify_app_only(
         return store.get_m365_connection_by_id(connection, connection_id)
 
 
+class TokenProviders:
+    """The token providers of a worker's connections, kept between actions.
+
+    Building a provider builds msal's application, which asks the sign-in
+    service for the authority's configuration; one per action would add
+    that round trip to every Graph action. A provider is kept only while
+    its connection is connected and unchanged: any change to the stored
+    connection (a new sign-in, a new secret, a disconnect, a refreshed
+    token cache) moves its ``updated_at``, and the next action gets a new
+    provider.
+    """
+
+    def __init__(self, engine: Engine, vault: Vault, *, http_client: Any = None):
+        self._engine = engine
+        self._vault = vault
+        self._http_client = http_client
+        self._kept: dict[str, tuple[datetime, ConnectionTokens]] = {}
+
+    def get(
+        self, record: M365ConnectionRecord
+    ) -> tuple[ConnectionTokens, bool, ConnectionTokens | None]:
+        """A provider for ``record``; whether it is kept (the caller must not
+        close it); and the provider it replaces, for the caller to close (an
+        action that still holds it may be in the middle of a token request).
+        """
+        kept = self._kept.pop(record.id, None)
+        if kept is not None and kept[0] == record.updated_at:
+            self._kept[record.id] = kept
+            return kept[1], True, None
+        retired = kept[1] if kept is not None else None
+        tokens = ConnectionTokens(
+            self._engine, self._vault, record.id, http_client=self._http_client
+        )
+        if record.status != M365_CONNECTED:
+            return tokens, False, retired
+        self._kept[record.id] = (record.updated_at, tokens)
+        return tokens, True, retired
+
+    def close(self) -> None:
+        kept, self._kept = self._kept, {}
+        for _, tokens in kept.values():
+            tokens.close()
+
+
 @asynccontextmanager
 async def graph_client(
     engine: Engine,
@@ -439,13 +487,24 @@ async def graph_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     http_client: Any = None,
+    providers: TokenProviders | None = None,
     **options: Any,
 ) -> AsyncIterator[GraphClient]:
-    """A GraphClient acting for a stored connection's mailbox."""
+    """A GraphClient acting for a stored connection's mailbox.
+
+    With ``providers``, the connection's token provider is taken from (and
+    left in) them; otherwise one is made for this client alone.
+    """
     record = (await asyncio.to_thread(_load, engine, connection_id))[0]
     if record.mailbox is None:
         raise _reconnect(record, "nobody has signed in yet")
-    tokens = ConnectionTokens(engine, vault, connection_id, http_client=http_client)
+    if providers is not None:
+        tokens, kept, retired = providers.get(record)
+        if retired is not None:
+            await asyncio.to_thread(retired.close)
+    else:
+        tokens = ConnectionTokens(engine, vault, connection_id, http_client=http_client)
+        kept = False
     try:
         async with GraphClient(
             token_provider=tokens,
@@ -457,7 +516,8 @@ async def graph_client(
         ) as client:
             yield client
     finally:
-        await asyncio.to_thread(tokens.close)
+        if not kept:
+            await asyncio.to_thread(tokens.close)
 
 
 # Shared.
