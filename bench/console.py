@@ -59,6 +59,7 @@ from bench.common import (
     machine_line,
     note,
     open_store,
+    percentile,
     positive,
     prepare,
     render_table,
@@ -77,7 +78,6 @@ from brokerhooks.store.models import Event
 from brokerhooks.store.types import utcnow
 
 PAGE_SIZE = 50  # the console's
-COOKIE = "bh_session"
 # Weights of the event types, from the commonest: a broker's stream is
 # mostly deal updates and stage moves; "dealChangesRequiredDocuments" is rare.
 TYPE_WEIGHTS = {
@@ -329,14 +329,14 @@ class Timing:
     problems: list[str] = field(default_factory=list)
 
     def ms(self, fraction: float) -> float:
-        ordered = sorted(self.times)
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+        return percentile(sorted(self.times), fraction) * 1000
 
 
 def measure(
     store: Store,
     url: str,
     engine: Engine,
+    cookie: str,
     tokens: dict[str, tuple[str, str | None]],
     filled: Filled,
     repeat: int,
@@ -344,7 +344,7 @@ def measure(
     timings: list[Timing] = []
     for viewer, (token, broker_id) in tokens.items():
         with httpx.Client(base_url=url, timeout=120) as client:
-            client.cookies.set(COOKIE, token)
+            client.cookies.set(cookie, token)
             for view in views(filled):
                 expected = expected_rows(engine, view, broker_id)
                 timing = Timing(store.name, viewer, view.name, expected)
@@ -391,15 +391,7 @@ def sign_in_tokens(engine: Engine, broker_id: str) -> dict[str, tuple[str, str |
                 broker_id=owner,
                 is_admin=owner is None,
             )
-            token = sessions.new_token()
-            users.create_session(
-                connection,
-                token_hash=sessions.token_hash(token),
-                user_id=user.id,
-                csrf_token=sessions.new_token(),
-                expires_at=utcnow() + sessions.LIFETIME,
-            )
-            made[viewer] = (token, owner)
+            made[viewer] = (sessions.start_session(connection, user.id), owner)
     return made
 
 
@@ -441,7 +433,10 @@ def run_database(store: Store, options: Options, folder: Path) -> list[Timing]:
         env["BROKERHOOKS_TIMEZONE"] = "UTC"
         app = Server("app", env, folder, module="bench.console")
         with running(app):
-            return measure(store, app.url, engine, tokens, filled, options.repeat)
+            cookie = sessions.CookiePolicy.for_public_url(settings.public_url).session
+            return measure(
+                store, app.url, engine, cookie, tokens, filled, options.repeat
+            )
     finally:
         engine.dispose()
 

@@ -21,7 +21,6 @@ from brokerhooks.security.secrets import Secret
 from brokerhooks.store import users
 from brokerhooks.store.brokers import BrokerRecord
 from brokerhooks.store.database import transaction
-from brokerhooks.store.types import utcnow
 from brokerhooks.store.users import UserRecord
 from tests.helpers import add_broker
 from tests.servers import serve_in_thread
@@ -74,15 +73,8 @@ class ConsoleApp:
 
     def signed_in(self, user: UserRecord) -> httpx.Client:
         """A client with a session of ``user``, made in the store directly."""
-        token = sessions.new_token()
         with transaction(self.engine, write=True) as connection:
-            users.create_session(
-                connection,
-                token_hash=sessions.token_hash(token),
-                user_id=user.id,
-                csrf_token=sessions.new_token(),
-                expires_at=utcnow() + sessions.LIFETIME,
-            )
+            token = sessions.start_session(connection, user.id)
         client = self.client()
         client.cookies.set("bh_session", token)
         return client

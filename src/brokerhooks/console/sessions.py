@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from brokerhooks.ingest.auth import FailureThrottle
+from brokerhooks.store import users
+from brokerhooks.store.types import utcnow
 from brokerhooks.store.users import normalise_email
 
 IDLE = timedelta(hours=12)
@@ -51,6 +54,19 @@ def token_hash(token: str) -> str:
 
 def same_token(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def start_session(connection: Connection, user_id: str) -> str:
+    """Store a new session of ``user_id``; the token for its cookie."""
+    token = new_token()
+    users.create_session(
+        connection,
+        token_hash=token_hash(token),
+        user_id=user_id,
+        csrf_token=new_token(),
+        expires_at=utcnow() + LIFETIME,
+    )
+    return token
 
 
 @dataclass(frozen=True, slots=True)

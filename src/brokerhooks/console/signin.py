@@ -108,8 +108,7 @@ async def sign_in(page: Page) -> Response:
             error="This user is disabled. Ask an admin to enable it.",
         )
 
-    token = sessions.new_token()
-    await asyncio.to_thread(_start_session, page, user, token)
+    token = await asyncio.to_thread(_start_session, page, user)
     log.info("console_signed_in", user=user.id, client=address)
     response = RedirectResponse(local_path(next_path), status_code=303)
     policy.set(response, policy.session, token, max_age=sessions.LIFETIME)
@@ -134,20 +133,15 @@ def _check_password(page: Page, email: str, password: Secret) -> UserRecord | No
     return found.user
 
 
-def _start_session(page: Page, user: UserRecord, token: str) -> None:
+def _start_session(page: Page, user: UserRecord) -> str:
     now = utcnow()
     with transaction(page.runtime.engine, write=True) as connection:
         user_store.delete_stale_sessions(
             connection, now=now, idle_since=now - sessions.IDLE
         )
-        user_store.create_session(
-            connection,
-            token_hash=sessions.token_hash(token),
-            user_id=user.id,
-            csrf_token=sessions.new_token(),
-            expires_at=now + sessions.LIFETIME,
-        )
+        token = sessions.start_session(connection, user.id)
         user_store.record_sign_in(connection, user.id)
+    return token
 
 
 async def sign_out(page: Page) -> Response:
