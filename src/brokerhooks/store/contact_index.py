@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from brokerhooks.store.models import ContactEmail, DealClient
@@ -126,15 +126,8 @@ def _upsert(
     """
     if not rows:
         return
-    dialect = connection.dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(model)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(model)
-    else:
-        connection.execute(insert(model), rows)
-        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(model)
     changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
     connection.execute(
         statement.on_conflict_do_update(index_elements=list(keys), set_=changed),

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from brokerhooks.connectors.msgraph.auth import TokenProviders, graph_client
+from brokerhooks.connectors.msgraph.errors import ReconnectRequired
 from brokerhooks.security.secrets import Vault
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.store.brokers import BrokerRecord
@@ -70,7 +71,7 @@ async def test_kept_providers_ask_the_identity_provider_once_per_change(
             # is refused as the connection now says.
             with transaction(engine, write=True) as connection:
                 mark_m365_needs_reconnect(connection, record.id, reason="signed out")
-            with pytest.raises(Exception, match="sign"):
+            with pytest.raises(ReconnectRequired, match="signed out"):
                 await use(providers)
 
             with transaction(engine, write=True) as connection:

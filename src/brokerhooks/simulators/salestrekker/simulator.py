@@ -196,7 +196,6 @@ class SalesTrekkerSimulator:
         """Serve the bundled schema again."""
         self._removed = set()
         self._schema = served_schema(())
-        self.documents = DocumentCache()
 
     def fail_requests(
         self, count: int, *, status: int = 503, retry_after: float | None = None
