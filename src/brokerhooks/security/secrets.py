@@ -55,6 +55,7 @@ class Vault:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise ConfigurationError("BROKERHOOKS_SECRET_KEYS: no key configured")
+        self._first = Fernet(keys[0])
         self._fernet = MultiFernet([Fernet(key) for key in keys])
         self._lookup_keys = [
             hmac.new(key, _LOOKUP_CONTEXT, hashlib.sha256).digest() for key in keys
@@ -75,7 +76,20 @@ class Vault:
 
     def reencrypt(self, token: str) -> str:
         """Re-encrypt under the first key (for key rotation)."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ConfigurationError(
+                "a stored secret cannot be decrypted with BROKERHOOKS_SECRET_KEYS"
+            ) from None
+
+    def is_current(self, token: str) -> bool:
+        """Whether the first key alone decrypts ``token``."""
+        try:
+            self._first.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def lookup_hash(self, secret: Secret) -> str:
         """The keyed hash stored beside a secret, under the first key."""
