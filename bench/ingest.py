@@ -8,8 +8,15 @@ commits each delivery before answering, and a no-op app whose route of the
 same path only reads the body and sends the same 200 JSON. (The embedded
 worker is left out: its cost belongs to the drain benchmark.)
 
+A third server, the ceiling, is the real app with its group writer's commit
+skipped: every delivery is authenticated, validated and handed to the writer
+thread, and answered when the writer says so, but nothing is written. It is
+what any store could at best give, and so bounds the ratio any store design
+can reach on this stack and machine. It is a benchmark device only: nothing
+in the service can build it.
+
 A separate load-generator process (wrk with a Lua script when installed,
-else a Python client) loads them in turn, durable then no-op, for
+else a Python client) loads them in turn, durable, no-op, ceiling, for
 ``--rounds`` pairs at each ``--connections`` count, on SQLite (WAL,
 ``synchronous=FULL``, a temporary file) and on PostgreSQL (a temporary
 database). Every delivery carries a fresh UUID.
@@ -81,10 +88,12 @@ from bench.common import (
     server_env,
 )
 from brokerhooks.app import ALL_METHODS, create_app, healthz
-from brokerhooks.config import load_settings
+from brokerhooks.config import Settings, load_settings
 from brokerhooks.logs import configure_logging
+from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import EVENTS
+from brokerhooks.store.writer import Errors, GroupWriter, Write
 
 PATH = "/hooks/salestrekker"
 EVENT = "dealChangesStage"
@@ -113,6 +122,22 @@ def noop_app() -> Starlette:
     )
 
 
+class UncommittedWriter(GroupWriter):
+    """The group writer, thread and hand-over included, minus the commit."""
+
+    def _commit(self, writes: Sequence[Write]) -> Errors | None:
+        return None
+
+
+def ceiling_app(settings: Settings) -> Starlette:
+    """The real app whose writer acknowledges without writing."""
+    runtime = Runtime.build(settings)
+    runtime.writer = UncommittedWriter(
+        runtime.engine, batch_max=settings.write_batch_max
+    )
+    return create_app(settings, runtime)
+
+
 def _serve_child(role: str, port: int) -> None:
     """Entry point of a server process; settings come from the environment.
 
@@ -120,7 +145,12 @@ def _serve_child(role: str, port: int) -> None:
     """
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings) if role == "durable" else noop_app()
+    if role == "durable":
+        app = create_app(settings)
+    elif role == "ceiling":
+        app = ceiling_app(settings)
+    else:
+        app = noop_app()
     serve(app, settings, port)
 
 
@@ -404,13 +434,14 @@ class Series:
     connections: int
     durable: list[Sample] = field(default_factory=list)
     noop: list[Sample] = field(default_factory=list)
+    ceiling: list[Sample] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    @property
-    def ratios(self) -> list[float]:
+    def ratios(self, samples: list[Sample]) -> list[float]:
+        """Each round's rate of ``samples`` over the no-op's in that round."""
         return [
-            durable.rate / noop.rate
-            for durable, noop in zip(self.durable, self.noop, strict=True)
+            sample.rate / noop.rate
+            for sample, noop in zip(samples, self.noop, strict=True)
             if noop.rate
         ]
 
@@ -445,21 +476,26 @@ class Bench:
         self._engine = engine
         self._database = database
 
-    def series(self, durable: Server, noop: Server, connections: int) -> Series:
+    def series(
+        self, durable: Server, noop: Server, ceiling: Server, connections: int
+    ) -> Series:
         series = Series(self._database, connections)
+        servers = (
+            (durable, series.durable),
+            (noop, series.noop),
+            (ceiling, series.ceiling),
+        )
         if self._options.warmup > 0:
-            for server in (durable, noop):
+            for server, _ in servers:
                 sample = self._round(server, connections, self._options.warmup)
                 self._report(series, "warm-up", server, sample)
 
         for number in range(1, self._options.rounds + 1):
             label = f"round {number}/{self._options.rounds}"
-            sample = self._round(durable, connections, self._options.seconds)
-            series.durable.append(sample)
-            self._report(series, label, durable, sample)
-            sample = self._round(noop, connections, self._options.seconds)
-            series.noop.append(sample)
-            self._report(series, label, noop, sample)
+            for server, samples in servers:
+                sample = self._round(server, connections, self._options.seconds)
+                samples.append(sample)
+                self._report(series, label, server, sample)
         return series
 
     def _round(self, server: Server, connections: int, seconds: float) -> Sample:
@@ -474,7 +510,7 @@ class Bench:
     def _report(
         self, series: Series, label: str, server: Server, sample: Sample
     ) -> None:
-        handler = "durable" if server.role == "durable" else "no-op"
+        handler = HANDLERS[server.role]
         check = ""
         if sample.stored is not None:
             check = f", 200 answers {sample.load.accepted:,} / events stored "
@@ -504,9 +540,10 @@ def run_database(
     try:
         durable = Server("durable", env, folder, module="bench.ingest")
         noop = Server("noop", env, folder, module="bench.ingest")
-        with running(durable), running(noop):
+        ceiling = Server("ceiling", env, folder, module="bench.ingest")
+        with running(durable), running(noop), running(ceiling):
             return [
-                bench.series(durable, noop, connections)
+                bench.series(durable, noop, ceiling, connections)
                 for connections in options.connections
             ]
     finally:
@@ -523,25 +560,31 @@ COLUMNS = (
     "p50 ms",
     "p99 ms",
     "CPU µs/req",
-    "durable/no-op",
+    "of no-op",
     "events = 200s",
 )
+HANDLERS = {"durable": "durable", "noop": "no-op", "ceiling": "ceiling"}
 
 
 def rows(series: Series) -> list[list[str]]:
-    ratios = series.ratios
-    ratio = "-"
-    if ratios:
-        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
     answered = sum(sample.load.accepted for sample in series.durable)
     stored = sum(sample.stored or 0 for sample in series.durable)
     check = (
         f"yes ({stored:,})" if answered == stored else f"NO ({stored:,}/{answered:,})"
     )
     return [
-        _row(series, "durable", series.durable, ratio, check),
+        _row(series, "durable", series.durable, _ratio(series, series.durable), check),
         _row(series, "no-op", series.noop, "", ""),
+        _row(series, "ceiling", series.ceiling, _ratio(series, series.ceiling), ""),
     ]
+
+
+def _ratio(series: Series, samples: list[Sample]) -> str:
+    """The median of the rounds' ratios to the no-op, and their range."""
+    ratios = series.ratios(samples)
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def _row(
@@ -647,7 +690,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "delivery)",
     )
     # The child processes: a server, or the Python load generator.
-    parser.add_argument("--serve", choices=("durable", "noop"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=tuple(HANDLERS), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
