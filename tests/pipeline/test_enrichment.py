@@ -132,7 +132,7 @@ def test_a_deleted_deal_needs_attention(setup: Setup) -> None:
 
 
 def test_schema_drift_parks_events_and_replay_finishes_them(setup: Setup) -> None:
-    setup.simulator.remove_field("Ticket", "dueDate")
+    setup.simulator.remove_field("Ticket", "idStage")
     deal = setup.simulator.DEAL_ID
     setup.drive(lambda sim: sim.set_owner(deal, sim.ASSISTANT_ID))
     [parked] = setup.settled(1)
@@ -146,6 +146,23 @@ def test_schema_drift_parks_events_and_replay_finishes_them(setup: Setup) -> Non
 
     assert replayed["status"] == "done"
     assert [a["outcome"] for a in replayed["attempts"]] == ["needs_attention", "done"]
+
+
+def test_a_tenant_without_the_guessed_deal_fields_still_processes_deals(
+    setup: Setup,
+) -> None:
+    for field in ("dueDate", "isWon", "isLost", "isSettled", "isInProgress"):
+        setup.simulator.remove_field("Ticket", field)
+    deal = setup.drive(lambda sim: sim.create_deal("Patel purchase", value=610000))
+    setup.settled(1)
+
+    setup.drive(lambda sim: sim.move_deal(deal, "6. Approved"))
+    created, moved = setup.settled(2)
+
+    assert [created["status"], moved["status"]] == ["done", "done"]
+    assert moved["snapshot"]["dueDate"] is None
+    assert moved["snapshot"]["isWon"] is None
+    assert moved["changes"]["stage"]["to"]["name"] == "6. Approved"
 
 
 def test_a_missing_note_query_parks_note_events(setup: Setup) -> None:

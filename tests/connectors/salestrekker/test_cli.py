@@ -88,6 +88,7 @@ def test_check_as_json(
     assert document["broker"] == "acme"
     assert document["ok"] is False
     assert document["invalid_operations"][0]["name"] == "Ticket"
+    assert document["invalid_operations"][0]["fallback"] == "TicketSeen"
 
 
 def test_check_with_a_refused_key_says_how_to_rotate_it(

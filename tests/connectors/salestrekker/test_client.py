@@ -388,15 +388,54 @@ async def test_missing_entity_is_not_found(
 async def test_removed_field_is_a_schema_mismatch(
     simulator: SalesTrekkerSimulator, make_client: ClientFactory
 ) -> None:
-    simulator.remove_field("Ticket", "dueDate")
+    simulator.remove_field("Ticket", "idStage")
 
     with pytest.raises(SchemaMismatchError) as caught:
         await make_client().fetch_deal(simulator.DEAL_ID)
 
     message = str(caught.value)
-    assert "dueDate" in message
+    assert "idStage" in message
     assert "brokerhooks salestrekker check --broker acme" in message
     assert "replay" in message
+
+
+GUESSED_TICKET_FIELDS = ("dueDate", "isWon", "isLost", "isSettled", "isInProgress")
+
+
+async def test_a_tenant_without_the_guessed_ticket_fields_is_still_read(
+    simulator: SalesTrekkerSimulator, make_client: ClientFactory
+) -> None:
+    for field in GUESSED_TICKET_FIELDS:
+        simulator.remove_field("Ticket", field)
+    now = [1000.0]
+    client = make_client(workflow_cache=WorkflowCache(300, clock=lambda: now[0]))
+
+    first = await client.fetch_deal(simulator.DEAL_ID)
+    second = await client.fetch_deal(simulator.DEAL_ID)
+    after_first = dict(simulator.requests)
+    now[0] += 301  # past the cache's ttl: the full query is tried again
+    await client.fetch_deal(simulator.DEAL_ID)
+
+    assert first == second
+    assert first["id"] == simulator.DEAL_ID
+    assert first["stage"]["name"] is not None
+    assert {field: first[field] for field in GUESSED_TICKET_FIELDS} == dict.fromkeys(
+        GUESSED_TICKET_FIELDS
+    )
+    # The rejected Ticket once, then TicketSeen straight away.
+    assert (after_first["Ticket"], after_first["TicketSeen"]) == (1, 2)
+    assert (simulator.requests["Ticket"], simulator.requests["TicketSeen"]) == (2, 3)
+
+
+async def test_a_tenant_with_the_guessed_ticket_fields_gets_them(
+    simulator: SalesTrekkerSimulator, make_client: ClientFactory
+) -> None:
+    deal = await make_client().fetch_deal(simulator.DEAL_ID)
+
+    assert set(GUESSED_TICKET_FIELDS) <= deal.keys()
+    assert isinstance(deal["isWon"], bool)
+    assert simulator.requests["Ticket"] == 1
+    assert simulator.requests["TicketSeen"] == 0
 
 
 async def test_missing_note_query_is_a_schema_mismatch(

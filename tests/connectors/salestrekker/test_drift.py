@@ -34,9 +34,27 @@ def test_removed_field_is_breaking_and_invalidates_its_operation() -> None:
         ("FIELD_REMOVED", "Field Ticket.dueDate was removed.")
     ]
     assert [invalid.name for invalid in report.invalid_operations] == ["Ticket"]
+    # TicketSeen leaves the guessed fields out, so it answers for Ticket.
+    [invalid] = report.invalid_operations
+    assert invalid.fallback == "TicketSeen"
+    assert "dueDate" in invalid.null_fields
+    assert report.failing_operations == []
     rendered = report.render()
     assert "Ticket.dueDate was removed" in rendered
     assert "Cannot query field 'dueDate' on type 'Ticket'" in rendered
+    assert "Ticket -> TicketSeen (null: dueDate, isWon" in rendered
+    assert "these calls fail" not in rendered
+
+
+def test_a_removed_field_the_fallback_needs_fails_both() -> None:
+    live = SalesTrekkerSimulator("k")
+    live.remove_field("Ticket", "idStage")
+
+    report = compare(bundled_schema(), live.schema)
+
+    assert [op.name for op in report.failing_operations] == ["Ticket", "TicketSeen"]
+    assert "these calls fail" in report.render()
+    assert report.as_dict()["invalid_operations"][0]["fallback"] is None
 
 
 def test_removed_note_query_invalidates_note_only() -> None:

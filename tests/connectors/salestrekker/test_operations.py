@@ -8,8 +8,10 @@ import pytest
 from graphql import OperationDefinitionNode, OperationType, validate
 
 from brokerhooks.connectors.salestrekker.operations import (
+    FALLBACKS,
     PACKAGE,
     bundled_schema,
+    dropped_fields,
     operation,
     operations,
     schema_sdl,
@@ -22,6 +24,7 @@ EXPECTED = {
     "Note": OperationType.QUERY,
     "NoteCreate": OperationType.MUTATION,
     "Ticket": OperationType.QUERY,
+    "TicketSeen": OperationType.QUERY,
     "Workflow": OperationType.QUERY,
 }
 
@@ -40,6 +43,22 @@ def test_every_operation_the_client_sends_is_bundled() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_operation_validates_against_the_bundled_schema(name: str) -> None:
     assert validate(bundled_schema(), operation(name).document) == []
+
+
+def test_ticket_seen_is_ticket_less_its_guessed_fields() -> None:
+    """The fallback drops exactly the fields the schema marks as guesses."""
+    guessed = {
+        line.split(":")[0].strip()
+        for line in schema_sdl()
+        .split("extend type Ticket {")[1]
+        .split("}")[0]
+        .splitlines()
+        if "GUESS" in line
+    }
+
+    assert FALLBACKS == {"Ticket": "TicketSeen"}
+    assert set(dropped_fields("Ticket")) == guessed
+    assert len(guessed) == 5
 
 
 def test_files_ship_as_package_data() -> None:

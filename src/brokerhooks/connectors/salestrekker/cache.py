@@ -4,6 +4,10 @@ A deal names its workflow, stage and labels by id only. Workflows and
 labels change rarely, so each broker's are fetched once per ``ttl`` and
 shared by every client in the process. A stage or label id that a cached
 copy does not know makes the client fetch once more (see the client).
+
+The cache also remembers, for as long, which brokers' tenants rejected an
+operation that has a fallback, so that the next calls send the fallback
+straight away and the full operation is tried again after ``ttl``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class WorkflowCache:
         self._lock = threading.Lock()
         self._workflows: dict[tuple[str, str], tuple[float, Workflow]] = {}
         self._labels: dict[str, tuple[float, list[Label]]] = {}
+        self._fallbacks: dict[tuple[str, str], tuple[float, bool]] = {}
 
     def workflow(self, broker_id: str, workflow_id: str) -> Workflow | None:
         with self._lock:
@@ -51,6 +56,15 @@ class WorkflowCache:
     def put_labels(self, broker_id: str, value: list[Label]) -> None:
         with self._lock:
             self._labels[broker_id] = (self._expiry(), value)
+
+    def falls_back(self, broker_id: str, operation: str) -> bool:
+        """Whether the broker's tenant rejected ``operation`` lately."""
+        with self._lock:
+            return bool(self._fresh(self._fallbacks.get((broker_id, operation))))
+
+    def put_fallback(self, broker_id: str, operation: str) -> None:
+        with self._lock:
+            self._fallbacks[(broker_id, operation)] = (self._expiry(), True)
 
     def _expiry(self) -> float:
         return self._clock() + self.ttl

@@ -22,6 +22,11 @@ GraphQL error that reads as temporary (timeout,       TransientError
 any other GraphQL error or HTTP 4xx                   RequestRejectedError
 ====================================================  ======================
 
+A deal is read with ``Ticket``, which selects guessed fields. If the tenant
+rejects it as a schema mismatch, the client sends ``TicketSeen`` (the
+fields the sources show) instead; the guessed fields then read as null,
+and that tenant gets ``TicketSeen`` first until the cache's ttl runs out.
+
 Unrecognised GraphQL errors are permanent: retrying an unexplained refusal
 rarely helps, and a parked event can be replayed once a person has looked.
 
@@ -56,7 +61,11 @@ from brokerhooks.connectors.salestrekker.errors import (
     RequestRejectedError,
     SchemaMismatchError,
 )
-from brokerhooks.connectors.salestrekker.operations import operation
+from brokerhooks.connectors.salestrekker.operations import (
+    FALLBACKS,
+    dropped_fields,
+    operation,
+)
 from brokerhooks.connectors.salestrekker.ratelimit import RATE_LIMITS, RateLimits
 from brokerhooks.connectors.salestrekker.tokens import TokenStore, token_expiry
 from brokerhooks.security.redaction import MASK, scrub
@@ -175,10 +184,12 @@ class SalesTrekkerClient:
         ``labels`` (a list of ``{"id", "name"}``). A name SalesTrekker does
         not know is None. Raises NotFoundError if there is no such deal.
         """
-        data = await self._call("Ticket", {"id": deal_id})
+        data = await self._call_with_fallback("Ticket", {"id": deal_id})
         ticket = self._entity(data, "ticket", "deal", deal_id)
 
         deal = dict(ticket)
+        for field in dropped_fields("Ticket"):
+            deal.setdefault(field, None)
         deal["workflow"], deal["stage"] = await self._workflow_and_stage(
             ticket.get("idWorkflow"), ticket.get("idStage")
         )
@@ -332,6 +343,33 @@ class SalesTrekkerClient:
                 f"SalesTrekker refused a session token it had just issued to broker "
                 f"{self._broker} ({name}); trying again later"
             ) from None
+
+    async def _call_with_fallback(
+        self, name: str, variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send ``name``, or its fallback if the tenant rejects ``name``.
+
+        Only a schema mismatch falls back; the fallback's own mismatch is
+        raised as is. A tenant that rejected ``name`` gets the fallback
+        straight away for the cache's ttl, then ``name`` is tried again.
+        """
+        fallback = FALLBACKS[name]
+        if self._cache.falls_back(self.broker_id, name):
+            return await self._call(fallback, variables)
+        try:
+            return await self._call(name, variables)
+        except SchemaMismatchError as error:
+            data = await self._call(fallback, variables)
+            self._cache.put_fallback(self.broker_id, name)
+            log.warning(
+                "salestrekker_fallback",
+                broker=self._broker,
+                operation=name,
+                fallback=fallback,
+                null_fields=list(dropped_fields(name)),
+                error=str(error),
+            )
+            return data
 
     async def _session_token(self) -> Secret:
         async with self._lock:

@@ -4,8 +4,10 @@
 one. It lists graphql-core's breaking and dangerous changes, and the bundled
 operations that no longer validate against the live schema. An operation
 that does not validate fails on every call, so events park until
-brokerhooks is upgraded; a breaking change elsewhere matters only once an
-operation uses it.
+brokerhooks is upgraded, unless it has a fallback that validates (see
+``operations.FALLBACKS``): then the fallback is sent instead and the fields
+it leaves out read as null. A breaking change elsewhere matters only once
+an operation uses it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from graphql import (
     validate,
 )
 
-from brokerhooks.connectors.salestrekker.operations import Operation, operations
+from brokerhooks.connectors.salestrekker.operations import (
+    FALLBACKS,
+    Operation,
+    dropped_fields,
+    operations,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,9 @@ class InvalidOperation:
 
     name: str
     errors: tuple[str, ...]
+    # The fallback sent instead, when it validates, and the fields it drops.
+    fallback: str | None = None
+    null_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +59,13 @@ class DriftReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing breaks: no breaking change, no invalid operation."""
-        return not self.breaking and not self.invalid_operations
+        """True when nothing breaks: no breaking change, no failing operation."""
+        return not self.breaking and not self.failing_operations
+
+    @property
+    def failing_operations(self) -> list[InvalidOperation]:
+        """The invalid operations that no fallback stands in for."""
+        return [op for op in self.invalid_operations if op.fallback is None]
 
     def render(self) -> str:
         """The report for people, one finding a line."""
@@ -64,10 +79,23 @@ class DriftReport:
             f"dangerous change(s), {len(self.invalid_operations)} operation(s) "
             "no longer valid."
         ]
-        if self.invalid_operations:
+        if self.failing_operations:
             lines += ["", "Operations the live schema rejects (these calls fail):"]
-            for invalid in self.invalid_operations:
+            for invalid in self.failing_operations:
                 lines.append(f"  {invalid.name}")
+                lines += [f"    - {error}" for error in invalid.errors]
+        answered = [op for op in self.invalid_operations if op.fallback is not None]
+        if answered:
+            lines += [
+                "",
+                "Operations the live schema rejects, sent as their fallback "
+                "instead (the fields it leaves out read as null):",
+            ]
+            for invalid in answered:
+                lines.append(
+                    f"  {invalid.name} -> {invalid.fallback} "
+                    f"(null: {', '.join(invalid.null_fields)})"
+                )
                 lines += [f"    - {error}" for error in invalid.errors]
         for title, changes in (
             ("Breaking changes:", self.breaking),
@@ -84,7 +112,12 @@ class DriftReport:
             "breaking": [_change_dict(change) for change in self.breaking],
             "dangerous": [_change_dict(change) for change in self.dangerous],
             "invalid_operations": [
-                {"name": invalid.name, "errors": list(invalid.errors)}
+                {
+                    "name": invalid.name,
+                    "errors": list(invalid.errors),
+                    "fallback": invalid.fallback,
+                    "null_fields": list(invalid.null_fields),
+                }
                 for invalid in self.invalid_operations
             ],
         }
@@ -124,8 +157,14 @@ def invalid_operations(
     found = []
     for name in sorted(checked):
         errors = validate(schema, checked[name].document)
-        if errors:
+        if not errors:
+            continue
+        messages = tuple(error.message for error in errors)
+        fallback = FALLBACKS.get(name)
+        if fallback in checked and not validate(schema, checked[fallback].document):
             found.append(
-                InvalidOperation(name, tuple(error.message for error in errors))
+                InvalidOperation(name, messages, fallback, dropped_fields(name))
             )
+        else:
+            found.append(InvalidOperation(name, messages))
     return found

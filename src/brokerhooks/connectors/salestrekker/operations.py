@@ -4,6 +4,10 @@ Each operation lives in ``operations/<Name>.graphql`` and holds one
 operation called ``<Name>``. Tests validate every one of them against
 ``schema.graphql``; ``brokerhooks salestrekker check`` validates them
 against a broker's live schema.
+
+An operation that selects guessed fields may have a fallback (``FALLBACKS``)
+selecting only the fields the sources show: a tenant that lacks the
+guessed ones is still read, and those fields read as null.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from importlib import resources
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLSchema,
     OperationDefinitionNode,
     build_schema,
@@ -32,6 +37,10 @@ class Operation:
     name: str
     text: str
     document: DocumentNode
+
+
+# Operation -> the one sent instead when the tenant rejects it.
+FALLBACKS = {"Ticket": "TicketSeen"}
 
 
 @cache
@@ -65,6 +74,30 @@ def operations() -> dict[str, Operation]:
 def operation(name: str) -> Operation:
     """The bundled operation called ``name``; KeyError if there is none."""
     return operations()[name]
+
+
+@cache
+def dropped_fields(name: str) -> tuple[str, ...]:
+    """The top-level fields ``name`` selects and its fallback does not."""
+    return tuple(
+        field
+        for field in _selected(operation(name))
+        if field not in _selected(operation(FALLBACKS[name]))
+    )
+
+
+def _selected(chosen: Operation) -> list[str]:
+    """The fields selected on the operation's one root field, in order."""
+    [definition] = chosen.document.definitions
+    assert isinstance(definition, OperationDefinitionNode)
+    [root] = definition.selection_set.selections
+    assert isinstance(root, FieldNode)
+    assert root.selection_set is not None
+    return [
+        selection.name.value
+        for selection in root.selection_set.selections
+        if isinstance(selection, FieldNode)
+    ]
 
 
 def _read(name: str, text: str) -> Operation:
