@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import structlog
 
 from brokerhooks.actions.registry import get_kind
+from brokerhooks.connectors.errors import PermanentError
+from brokerhooks.connectors.msgraph.errors import GraphRequestError
 from brokerhooks.simulators.msgraph import MicrosoftGraphSimulator
 from tests.actions.conftest import ContextFactory
 from tests.connectors.msgraph.conftest import ANN
@@ -75,24 +79,133 @@ async def test_a_text_body_is_escaped_and_keeps_its_lines(
     )
 
 
-async def test_an_unfinished_try_sends_again_and_says_so(
+class Ledger:
+    """What the worker's ledger keeps of a remembered remote id."""
+
+    def __init__(self) -> None:
+        self.made: str | None = None
+        self.history: list[str | None] = []
+
+    async def remember(self, remote_id: str | None) -> None:
+        self.made = remote_id
+        self.history.append(remote_id)
+
+
+PARAMS = {"to": ["jane@example.com"], "subject": "Approved", "body": "Yes."}
+
+
+async def test_the_draft_is_remembered_before_it_is_sent(
     graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
 ) -> None:
-    """At least once: sendMail cannot tell whether the earlier try sent."""
-    params = {"to": ["jane@example.com"], "subject": "Approved", "body": "Yes."}
-    ctx = make_context("send_mail", params)
-    await MAIL.perform(ctx)
+    ledger = Ledger()
+
+    result = await MAIL.perform(
+        make_context("send_mail", PARAMS, remember=ledger.remember)
+    )
+
+    [mail] = graph_sim.sent_mail
+    [sent] = graph_sim.user(ANN).sent_items.values()
+    assert ledger.history == [result.remote_id] == [sent["id"]]
+    assert sent["isDraft"] is False
+    assert sent["subject"] == mail.subject == "Approved"
+    assert graph_sim.user(ANN).drafts == {}
+    assert MAIL.guarantee == "exactly-once"
+
+
+async def test_a_try_after_one_that_sent_does_not_send_again(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    """The worker died after sending, before the ledger said done."""
+    ledger = Ledger()
+    first = make_context("send_mail", PARAMS, remember=ledger.remember)
+    await MAIL.perform(first)
 
     with structlog.testing.capture_logs() as logs:
-        await MAIL.perform(
-            make_context("send_mail", params, event_id=ctx.event_id, unfinished=True)
+        again = await MAIL.perform(
+            make_context(
+                "send_mail",
+                PARAMS,
+                event_id=first.event_id,
+                unfinished=True,
+                made=ledger.made,
+                remember=ledger.remember,
+                attempt=2,
+            )
         )
 
-    first, second = graph_sim.sent_mail
-    assert header(first.message, "x-brokerhooks-key") == header(
-        second.message, "x-brokerhooks-key"
+    assert len(graph_sim.sent_mail) == 1
+    assert again.remote_id == ledger.made
+    assert [line["event"] for line in logs] == ["send_mail_already_sent"]
+
+
+async def test_a_try_after_one_that_died_before_sending_sends_the_draft(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    ledger = Ledger()
+    graph_sim.inject_fault(400, method="POST", path="/send", times=1)
+    first = make_context("send_mail", PARAMS, remember=ledger.remember)
+    with pytest.raises(GraphRequestError):
+        await MAIL.perform(first)
+    assert graph_sim.sent_mail == []
+    [draft] = graph_sim.user(ANN).drafts
+
+    await MAIL.perform(
+        make_context(
+            "send_mail",
+            PARAMS,
+            event_id=first.event_id,
+            made=ledger.made,
+            remember=ledger.remember,
+            attempt=2,
+        )
     )
-    [warning] = [line for line in logs if line["event"] == "send_mail_may_repeat"]
-    assert warning["key"] == ctx.key
+
+    assert ledger.made == draft
+    [mail] = graph_sim.sent_mail
+    assert header(mail.message, "x-brokerhooks-key") == first.key
+    assert list(graph_sim.user(ANN).sent_items) == [draft]
+
+
+async def test_a_draft_deleted_before_the_retry_fails_and_is_forgotten(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    """Sent or deleted cannot be told apart: a person decides, by replaying."""
+    ledger = Ledger()
+    graph_sim.inject_fault(400, method="POST", path="/send", times=1)
+    first = make_context("send_mail", PARAMS, remember=ledger.remember)
+    with pytest.raises(GraphRequestError):
+        await MAIL.perform(first)
+    graph_sim.user(ANN).drafts.clear()  # a person deleted the draft
+    retry = make_context(
+        "send_mail",
+        PARAMS,
+        event_id=first.event_id,
+        made=ledger.made,
+        remember=ledger.remember,
+    )
+
+    with pytest.raises(PermanentError, match="Sent Items; replaying sends a new"):
+        await MAIL.perform(retry)
+    assert ledger.made is None
+    # The replay, with nothing remembered, sends a new mail.
+    await MAIL.perform(dataclasses.replace(retry, made=None))
+    assert len(graph_sim.sent_mail) == 1
+
+
+async def test_a_connection_that_may_not_save_drafts_sends_in_one_step(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    graph_sim.inject_fault(403, method="POST", path="/messages", times=None)
+    ledger = Ledger()
+
+    with structlog.testing.capture_logs() as logs:
+        result = await MAIL.perform(
+            make_context("send_mail", PARAMS, remember=ledger.remember)
+        )
+
+    [mail] = graph_sim.sent_mail
+    assert mail.subject == "Approved"
+    assert result.output["sent_with"] == "sendMail"
+    assert ledger.history == []
+    [warning] = [line for line in logs if line["event"] == "send_mail_without_draft"]
     assert warning["log_level"] == "warning"
-    assert MAIL.guarantee.startswith("at-least-once: ")

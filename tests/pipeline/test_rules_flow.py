@@ -281,6 +281,91 @@ def test_an_action_cut_off_after_acting_is_not_repeated(flow: Flow) -> None:
     assert again.output["done"] == "found"
 
 
+MAIL_RULE = """\
+rules:
+  - id: approved-mail
+    trigger: dealChangesStage
+    condition: has(changes.stage) && changes.stage.to.name == "6. Approved"
+    actions:
+      - id: mail
+        kind: send_mail
+        connection: office
+        params:
+          to: jane@example.com
+          subject: "{{ deal.name }} is approved"
+          body: "Approved."
+"""
+
+
+def test_a_mail_is_sent_once_across_a_failed_send_and_a_dead_worker(
+    flow: Flow,
+) -> None:
+    """The draft's id, kept in the ledger, carries over to every later try."""
+    with transaction(flow.engine, write=True) as connection:
+        [source] = split_rule_file(
+            MAIL_RULE, source_name="mail", connections=["office"]
+        )
+        rule_store.save_rule(
+            connection,
+            flow.broker_id,
+            rule_id=source.rule_id,
+            name=source.name,
+            source=source.source,
+            enabled=True,
+        )
+    flow.graph.inject_fault(400, method="POST", path="/send", times=1)
+    deal = flow.salestrekker.DEAL_ID
+    flow.drive(lambda st: st.update_deal(deal, description="warm up"))
+    flow.wait(flow.idle)
+    flow.drive(lambda st: st.move_deal(deal, "6. Approved"))
+
+    def mail_entry() -> runs.LedgerEntry | None:
+        with transaction(flow.engine) as connection:
+            keys = connection.scalars(
+                select(ActionRecord.key).where(ActionRecord.kind == "send_mail")
+            )
+            key = next(iter(keys), None)
+            return runs.find_action(connection, key) if key else None
+
+    # The send was refused: the action failed, the draft is remembered.
+    flow.wait(lambda: (e := mail_entry()) is not None and e.status == runs.FAILED)
+    failed = mail_entry()
+    assert failed is not None
+    [draft] = flow.graph.user(ANN).drafts
+    assert failed.remote_id == draft
+    assert flow.graph.sent_mail == []
+
+    # A person replays it: the same draft is sent.
+    with transaction(flow.engine, write=True) as connection:
+        runs.requeue(connection, failed.key)
+    flow.wait(lambda: (e := mail_entry()) is not None and e.status == runs.DONE)
+    assert len(flow.graph.sent_mail) == 1
+
+    # A worker that died after sending, before the ledger said done.
+    with transaction(flow.engine, write=True) as connection:
+        connection.execute(
+            update(ActionRecord)
+            .where(ActionRecord.key == failed.key)
+            .values(status=runs.RUNNING)
+        )
+        queue.enqueue(
+            connection,
+            kind=runs.RUN_ACTION,
+            broker_id=failed.broker_id,
+            event_id=failed.event_id,
+            ref=failed.key,
+            ordering_key=None,
+        )
+    flow.wait(lambda: (e := mail_entry()) is not None and e.status == runs.DONE)
+    flow.wait(flow.idle)
+
+    [mail] = flow.graph.sent_mail
+    assert mail.subject.endswith("is approved")
+    done = mail_entry()
+    assert done is not None
+    assert done.remote_id == draft
+
+
 def test_a_scheduled_step_follows_the_due_date(flow: Flow) -> None:
     due = date.today() + timedelta(days=30)
     deal = flow.drive(lambda st: st.create_deal("Dated deal", due_date=due))

@@ -12,7 +12,10 @@ does its one thing against the outside world and returns an
   it and stops);
 - an entry left running by a worker that died is performed again with
   ``ctx.unfinished`` set: the kind must then look for the object its
-  earlier try may have made (by its idempotency key) before making one.
+  earlier try may have made (by its idempotency key) before making one;
+- a kind that works in two steps (make, then act on what was made) can
+  ``remember`` the id of what it made before the second step; a later try
+  finds it in ``ctx.made``.
 
 Errors: raise ``brokerhooks.connectors.errors.TransientError`` to be tried
 again later, ``PermanentError`` (or its subclasses, such as
@@ -25,7 +28,7 @@ never create a second object, or ``at-least-once`` with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -93,6 +96,10 @@ class ActionContext:
     """An earlier try of this entry may have acted before its worker died."""
     prior: PriorAction | None = None
     """The same rule and step's last done action for the same deal, if any."""
+    made: str | None = None
+    """The remote id an earlier try of this entry remembered, if any."""
+    remember: Callable[[str | None], Awaitable[None]] | None = None
+    """Store a remote id in the ledger entry now (None forgets it)."""
 
 
 @dataclass(frozen=True, slots=True)

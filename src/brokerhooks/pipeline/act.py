@@ -122,6 +122,10 @@ class ActionRunner:
             attempt=len(entry.attempts) + 1,
             unfinished=entry.status == runs.RUNNING,
             prior=prior,
+            made=entry.remote_id,
+            remember=lambda remote_id: self._store(
+                lambda c: runs.remember_remote_id(c, key, remote_id)
+            ),
         )
         try:
             result = await asyncio.wait_for(

@@ -175,6 +175,15 @@ def start_action(connection: Connection, key: str, worker: str) -> LedgerEntry:
     return entry
 
 
+def remember_remote_id(connection: Connection, key: str, remote_id: str | None) -> None:
+    """Keep what a running action made so far, for its next try to find."""
+    connection.execute(
+        update(ActionRecord)
+        .where(ActionRecord.key == key)
+        .values(remote_id=remote_id, updated_at=utcnow())
+    )
+
+
 def end_action(
     connection: Connection,
     key: str,

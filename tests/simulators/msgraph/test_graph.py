@@ -211,6 +211,53 @@ async def test_send_mail_needs_a_recipient(
     assert sim.sent_mail == []
 
 
+async def test_a_draft_is_sent_once_and_keeps_its_id(
+    sim: MicrosoftGraphSimulator, http: httpx.AsyncClient, ann: dict[str, str]
+) -> None:
+    made = await http.post(
+        "/v1.0/me/messages",
+        headers=ann,
+        json={
+            "subject": "Approved",
+            "body": {"contentType": "HTML", "content": "<p>Yes</p>"},
+            "toRecipients": [{"emailAddress": {"address": "jane@example.com"}}],
+        },
+    )
+    draft = made.json()
+    before = await http.get(f"/v1.0/me/messages/{draft['id']}", headers=ann)
+    sent = await http.post(f"/v1.0/me/messages/{draft['id']}/send", headers=ann)
+    after = await http.get(f"/v1.0/me/messages/{draft['id']}", headers=ann)
+    again = await http.post(f"/v1.0/me/messages/{draft['id']}/send", headers=ann)
+    missing = await http.post("/v1.0/me/messages/AAMkAGnothing/send", headers=ann)
+    listed = await http.get("/v1.0/me/messages", headers=ann)
+
+    assert made.status_code == 201
+    assert (draft["isDraft"], before.json()["isDraft"]) == (True, True)
+    assert (sent.status_code, sent.content) == (202, b"")
+    assert (after.status_code, after.json()["isDraft"]) == (200, False)
+    assert after.json()["parentFolderId"] != draft["parentFolderId"]
+    assert again.status_code == 400
+    assert missing.json()["error"]["code"] == "ErrorItemNotFound"
+    [mail] = sim.sent_mail
+    assert (mail.mailbox, mail.to, mail.subject) == (
+        ANN,
+        ["jane@example.com"],
+        "Approved",
+    )
+    # The inbox listing is not where drafts and sent mail show.
+    assert listed.json()["value"] == []
+
+
+async def test_a_draft_with_an_unknown_field_is_refused(
+    http: httpx.AsyncClient, ann: dict[str, str]
+) -> None:
+    answer = await http.post(
+        "/v1.0/me/messages", headers=ann, json={"subject": "x", "colour": "red"}
+    )
+
+    assert answer.status_code == 400
+
+
 async def test_an_event_transaction_id_creates_one_event(
     sim: MicrosoftGraphSimulator, http: httpx.AsyncClient, ann: dict[str, str]
 ) -> None:

@@ -65,7 +65,7 @@ log = structlog.get_logger("brokerhooks.connectors.msgraph")
 # offline_access (the refresh token).
 DELEGATED_SCOPES = (
     "Tasks.ReadWrite",
-    "Mail.Read",
+    "Mail.ReadWrite",
     "Mail.Send",
     "Calendars.ReadWrite",
     "Files.ReadWrite",

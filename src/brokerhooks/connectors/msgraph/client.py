@@ -52,6 +52,9 @@ log = structlog.get_logger("brokerhooks.connectors.msgraph")
 GRAPH_URL = "https://graph.microsoft.com"
 MAILBOX_CONCURRENCY = 4
 RETRY_STATUSES = frozenset({429, 503, 504})
+# Asks Outlook for ids that stay the same when a message moves between
+# folders, so that a draft's id still finds it once sent.
+IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 # Simple uploads up to 4 MB; larger files go through an upload session,
 # safe under both the old 4 MB and the newer 250 MB limit.
 SIMPLE_UPLOAD_LIMIT = 4 * 1024 * 1024
@@ -196,6 +199,41 @@ class GraphClient:
             f"{self._user}/sendMail",
             json=message.to_graph(save_to_sent_items=save_to_sent_items),
         )
+
+    async def create_draft(self, message: MailMessage) -> str:
+        """Save ``message`` in Drafts; return its id, which sending keeps."""
+        draft = _json_of(
+            await self._call(
+                "POST",
+                f"{self._user}/messages",
+                json=message.fields(),
+                headers=IMMUTABLE_IDS,
+            )
+        )
+        return str(draft["id"])
+
+    async def send_draft(self, message_id: str) -> None:
+        """Send a draft (202); it moves to Sent Items under the same id."""
+        await self._call(
+            "POST",
+            f"{self._user}/messages/{_segment(message_id)}/send",
+            headers=IMMUTABLE_IDS,
+        )
+
+    async def is_draft(self, message_id: str) -> bool | None:
+        """True while the message is a draft, False once sent, None if gone."""
+        try:
+            found = _json_of(
+                await self._call(
+                    "GET",
+                    f"{self._user}/messages/{_segment(message_id)}",
+                    params={"$select": "isDraft"},
+                    headers=IMMUTABLE_IDS,
+                )
+            )
+        except GraphNotFound:
+            return None
+        return bool(found.get("isDraft"))
 
     async def get_message(self, message_id: str, *, select: str | None = None) -> JSON:
         path = f"{self._user}/messages/{_segment(message_id)}"
@@ -610,7 +648,8 @@ _ADVICE = {
     401: "the access token was refused twice; reconnect the Microsoft 365 "
     "connection (`brokerhooks connections m365 connect`)",
     403: "the app registration lacks a permission or admin consent for this "
-    "mailbox (Tasks.ReadWrite, Mail.Send, Calendars.ReadWrite, Files.ReadWrite)",
+    "mailbox (Tasks.ReadWrite, Mail.ReadWrite, Mail.Send, Calendars.ReadWrite, "
+    "Files.ReadWrite)",
     404: "it does not exist, or was deleted in Microsoft 365",
     409: "an item with that name already exists",
     413: "the content is too large",

@@ -104,6 +104,11 @@ class MailMessage:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def to_graph(self, *, save_to_sent_items: bool) -> JSON:
+        """The body of a ``sendMail`` call."""
+        return {"message": self.fields(), "saveToSentItems": save_to_sent_items}
+
+    def fields(self) -> JSON:
+        """The message resource's fields (a draft is made of these)."""
         if not self.to and not self.cc:
             raise ValueError("a mail needs at least one recipient")
         message: JSON = {
@@ -118,7 +123,7 @@ class MailMessage:
                 {"name": _custom_header(name), "value": value}
                 for name, value in self.headers.items()
             ]
-        return {"message": message, "saveToSentItems": save_to_sent_items}
+        return message
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,11 @@ from brokerhooks.simulators.msgraph.fields import (
     no_segment,
     require_method,
 )
-from brokerhooks.simulators.msgraph.mail import handle_messages, inbox_segments
+from brokerhooks.simulators.msgraph.mail import (
+    handle_all_messages,
+    handle_messages,
+    inbox_segments,
+)
 from brokerhooks.simulators.msgraph.onedrive import handle_drive, handle_upload
 from brokerhooks.simulators.msgraph.outlook import (
     cancel_event,
@@ -326,6 +330,8 @@ def _dispatch(
         return handle_drive(tenant, request, user, target.drive_address, body)
     raw = [segment for segment in target.path.split("/") if segment]
     segments = [KEYWORDS.get(segment.casefold(), segment) for segment in raw]
+    if raw[:1] and raw[0].casefold() == "messages":
+        return handle_all_messages(tenant, request, user, raw[1:], body)
     inbox = inbox_segments(raw)
     if inbox is not None:
         return handle_messages(tenant, request, user, inbox, body)

@@ -1,10 +1,22 @@
-"""The inbox: mail that arrives, read through ``/messages``, and its delta.
+"""The inbox: mail that arrives, read through ``/messages``, and its delta;
+drafts made with ``POST /messages`` and sent with ``POST /messages/{id}/send``.
 
-Message fields copy the documented message resource. Only the inbox is
-modelled: ``/messages`` and ``/mailFolders('inbox')/messages`` are the same
-collection here (in Graph the first spans every folder). Ids are long, as
-Outlook's are (about 150 characters). GUESS: error codes other than the
-documented 404 ``ErrorItemNotFound``.
+Message fields copy the documented message resource. The inbox is the
+folder modelled in full: ``/messages`` and ``/mailFolders('inbox')/messages``
+list the same collection here (in Graph the first spans every folder).
+Drafts and Sent Items exist only to be read one message at a time
+(``GET /messages/{id}``). Ids are long, as Outlook's are (about 150
+characters). GUESS: error codes other than the documented 404
+``ErrorItemNotFound``.
+
+Drafts (Graph's documented way to send mail in two steps; the reference
+names it as an option, without the endpoints' details): ``POST /messages``
+answers 201 with the draft, ``isDraft`` true; ``POST /messages/{id}/send``
+answers 202 with no body, hands the message to ``sent_mail`` and moves it to
+Sent Items with ``isDraft`` false. A sent message keeps its id here, as Graph
+keeps it for a client that asks for immutable ids (``Prefer:
+IdType="ImmutableId"``, which the client sends). GUESS: sending a message
+that is not a draft answers 400 ``ErrorInvalidRequest``.
 """
 
 from __future__ import annotations
@@ -26,15 +38,33 @@ from brokerhooks.simulators.msgraph.common import (
 from brokerhooks.simulators.msgraph.fields import (
     check_fields,
     collection,
+    item_body,
     json_object,
     new_etag,
     odata_context,
+    recipients,
 )
-from brokerhooks.simulators.msgraph.state import Tenant, User
+from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User
 
 INBOX = "inbox"
 INBOX_FOLDER_ID = "AQMkAGI2TG93AAAuAAADinboxAAA="
+DRAFTS_FOLDER_ID = "AQMkAGI2TG93AAAuAAADdraftsAAA="
+SENT_ITEMS_FOLDER_ID = "AQMkAGI2TG93AAAuAAADsentitemsAAA="
 _UPDATABLE = frozenset({"isRead", "categories", "importance", "flag"})
+# What a draft may be made with (the message resource has more).
+_DRAFT_FIELDS = frozenset(
+    {
+        "subject",
+        "body",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "importance",
+        "internetMessageHeaders",
+        "categories",
+    }
+)
 _REMOVED: JSON = {
     "@odata.type": "#microsoft.graph.message",
     "@removed": {"reason": "deleted"},
@@ -150,3 +180,113 @@ def inbox_segments(raw: list[str]) -> list[str] | None:
     if folded[:3] == ["mailfolders", "inbox", "messages"]:
         return raw[3:]
     return None
+
+
+def handle_all_messages(
+    tenant: Tenant, request: Request, user: User, segments: list[str], body: bytes
+) -> Answer:
+    """``/messages``: the inbox's routes, plus drafts and Sent Items."""
+    if segments == [] and request.method == "POST":
+        return _create_draft(user, json_object(body))
+    if len(segments) == 2 and segments[1].casefold() == "send":
+        if request.method != "POST":
+            raise GraphFault(
+                405, "BadRequest", f"The {request.method} method is not allowed."
+            )
+        return _send_draft(tenant, user, segments[0])
+    if len(segments) == 1 and segments[0] not in user.messages:
+        found = user.drafts.get(segments[0]) or user.sent_items.get(segments[0])
+        if found is not None and request.method == "GET":
+            return Answer(200, found)
+        if segments[0] in user.drafts and request.method == "DELETE":
+            del user.drafts[segments[0]]
+            return Answer(204)
+    return handle_messages(tenant, request, user, segments, body)
+
+
+def _create_draft(user: User, fields: JSON) -> Answer:
+    check_fields(fields, _DRAFT_FIELDS, "message")
+    for key in ("toRecipients", "ccRecipients", "bccRecipients", "replyTo"):
+        recipients(fields.get(key), key)
+    now = graph_timestamp()
+    identifier = message_id()
+    me = {"emailAddress": {"name": user.display_name, "address": user.upn}}
+    draft: JSON = {
+        "@odata.etag": new_etag(),
+        "id": identifier,
+        "createdDateTime": now,
+        "lastModifiedDateTime": now,
+        "hasAttachments": False,
+        "internetMessageId": f"<{uuid.uuid4().hex}@{user.upn.rpartition('@')[2]}>",
+        "subject": fields.get("subject") or "",
+        "importance": fields.get("importance", "normal"),
+        "parentFolderId": DRAFTS_FOLDER_ID,
+        "isRead": True,
+        "isDraft": True,
+        "webLink": f"https://outlook.office365.com/owa/?ItemID={identifier}",
+        "body": item_body(
+            fields.get("body", {"contentType": "text", "content": ""}), "body"
+        ),
+        "sender": me,
+        "from": me,
+        "toRecipients": fields.get("toRecipients") or [],
+        "ccRecipients": fields.get("ccRecipients") or [],
+        "bccRecipients": fields.get("bccRecipients") or [],
+        "replyTo": fields.get("replyTo") or [],
+        "categories": fields.get("categories") or [],
+        "flag": {"flagStatus": "notFlagged"},
+    }
+    if "internetMessageHeaders" in fields:
+        draft["internetMessageHeaders"] = fields["internetMessageHeaders"]
+    user.drafts[identifier] = draft
+    return Answer(201, draft)
+
+
+def _send_draft(tenant: Tenant, user: User, identifier: str) -> Answer:
+    draft = user.drafts.get(identifier)
+    if draft is None:
+        if identifier in user.sent_items or identifier in user.messages:
+            raise GraphFault(
+                400, "ErrorInvalidRequest", "Only a draft message can be sent."
+            )
+        raise GraphFault(
+            404, "ErrorItemNotFound", "The specified object was not found in the store."
+        )
+    everyone = [
+        recipient
+        for key in ("toRecipients", "ccRecipients", "bccRecipients")
+        for recipient in draft.get(key) or []
+    ]
+    if not everyone:
+        raise GraphFault(
+            400,
+            "ErrorInvalidRecipients",
+            "At least one recipient is required, but none were found.",
+        )
+    del user.drafts[identifier]
+    now = graph_timestamp()
+    sent = {
+        **draft,
+        "@odata.etag": new_etag(),
+        "isDraft": False,
+        "parentFolderId": SENT_ITEMS_FOLDER_ID,
+        "sentDateTime": now,
+        "lastModifiedDateTime": now,
+    }
+    user.sent_items[identifier] = sent
+    message: JSON = {
+        key: sent[key]
+        for key in (
+            "subject",
+            "body",
+            "toRecipients",
+            "ccRecipients",
+            "bccRecipients",
+            "internetMessageHeaders",
+        )
+        if key in sent
+    }
+    tenant.sent_mail.append(
+        SentMail(mailbox=user.upn, message=message, save_to_sent_items=True)
+    )
+    return Answer(202)

@@ -40,7 +40,11 @@ class User:
     task_lists: dict[str, TaskList] = field(default_factory=dict)
     events: dict[str, JSON] = field(default_factory=dict)
     messages: dict[str, JSON] = field(default_factory=dict)
-    """The inbox (the only mail folder modelled)."""
+    """The inbox."""
+    drafts: dict[str, JSON] = field(default_factory=dict)
+    """Messages made with ``POST /messages`` and not sent yet."""
+    sent_items: dict[str, JSON] = field(default_factory=dict)
+    """Drafts sent with ``POST /messages/{id}/send``, under the same id."""
 
 
 @dataclass
