@@ -65,14 +65,8 @@ async def find_task(client: GraphClient, list_id: str, key: str) -> JSON | None:
     filter on a linked resource's externalId. This runs only when an earlier
     attempt may have acted, which is rare.
     """
-    # TODO: GraphClient has no public call to list a list's tasks, so this
-    # borrows its paging helper and mailbox path; it goes when the client
-    # gains `list_tasks(list_id, expand_linked_resources=True)`.
-    path = (
-        f"{client._user}/todo/lists/{quote(list_id, safe='@')}/tasks"
-        "?$expand=linkedResources"
-    )
-    for task in await client._get_all(path):
+    tasks = await client.list_tasks(list_id, expand_linked_resources=True)
+    for task in tasks:
         if any(_is_ours(link, key) for link in task.get("linkedResources") or []):
             return task
     return None
