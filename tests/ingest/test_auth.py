@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import Engine, select
 
-from brokerhooks.ingest.auth import FailureThrottle, parse_authorization
+from brokerhooks.ingest.auth import FailureThrottle, SharedFailures, parse_authorization
+from brokerhooks.store.database import transaction
+from brokerhooks.store.failures import subject_hash
+from brokerhooks.store.models import AuthFailure
 
 
 @pytest.mark.parametrize(
@@ -70,3 +74,45 @@ def test_throttle_forgets_the_oldest_addresses() -> None:
 
     assert throttle.retry_after("a") == 0
     assert throttle.retry_after("c") > 0
+
+
+@pytest.mark.anyio
+async def test_throttles_sharing_a_store_block_together(engine: Engine) -> None:
+    shared = SharedFailures(engine)
+
+    def throttle() -> FailureThrottle:
+        return FailureThrottle(
+            limit=3, window=60, cooldown=30, shared=shared, scope="test"
+        )
+
+    first, second = throttle(), throttle()
+    await first.record_failure("203.0.113.9")
+    await first.record_failure("203.0.113.9")
+    assert first.retry_after("203.0.113.9") == 0
+    await second.record_failure("203.0.113.9")
+
+    assert 29 < second.retry_after("203.0.113.9") <= 30
+    assert first.retry_after("203.0.113.9") == 0  # not told yet
+    await first.record_failure("203.0.113.9")
+    assert first.retry_after("203.0.113.9") > 29
+    # Another address, and another scope, count apart.
+    other = FailureThrottle(limit=3, window=60, cooldown=30, shared=shared, scope="x")
+    await other.record_failure("203.0.113.9")
+    assert other.retry_after("203.0.113.9") == 0
+
+
+@pytest.mark.anyio
+async def test_a_success_clears_the_shared_count(engine: Engine) -> None:
+    shared = SharedFailures(engine)
+    first = FailureThrottle(limit=2, window=60, cooldown=30, shared=shared)
+    second = FailureThrottle(limit=2, window=60, cooldown=30, shared=shared)
+
+    await first.record_failure("a")
+    await first.record_success("a")
+    await second.record_failure("a")
+
+    assert second.retry_after("a") == 0
+    with transaction(engine) as connection:
+        [stored] = connection.execute(select(AuthFailure.subject, AuthFailure.count))
+    assert stored.subject == subject_hash("a") != "a"
+    assert stored[1] == 1

@@ -18,7 +18,7 @@ from brokerhooks.config import Settings
 from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import make_engine, transaction
 from brokerhooks.store.events import get_event, list_events
-from brokerhooks.store.models import Delivery
+from brokerhooks.store.models import AuthFailure, Delivery
 from tests.helpers import add_broker
 from tests.servers import serve_in_thread
 
@@ -208,6 +208,31 @@ def test_repeated_failures_from_one_address_are_throttled(
         assert 0 < int(blocked.headers["Retry-After"]) <= 121
         outcomes = [delivery.outcome for delivery in service.deliveries()]
         assert outcomes == ["unauthorized"] * 3 + ["throttled"]
+
+
+def test_processes_count_failures_together(settings: Settings, engine: Engine) -> None:
+    """Two servers on one store: a guesser gains nothing by switching."""
+    throttled = settings.model_copy(
+        update={"auth_failure_limit": 3, "auth_cooldown_seconds": 120}
+    )
+    for first in make_service(throttled, engine):
+        other = Runtime.build(throttled, engine)
+        with serve_in_thread(create_app(throttled, other)) as other_url:
+            second = Service(other_url, other, engine)
+            early = [first.post(deal_event(), key="wrong").status_code for _ in "ab"]
+            third = second.post(deal_event(), key="wrong")
+            after = second.post(deal_event())
+            # The first server has not seen the block: one more try, then 429.
+            one_more = first.post(deal_event(), key="wrong")
+            then = first.post(deal_event())
+
+        assert early == [401, 401]
+        assert (third.status_code, after.status_code) == (401, 429)
+        assert (one_more.status_code, then.status_code) == (401, 429)
+        with transaction(engine) as connection:
+            subjects = list(connection.scalars(select(AuthFailure.subject)))
+        assert subjects
+        assert all("127.0.0.1" not in subject for subject in subjects)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from brokerhooks.ingest.auth import FailureThrottle
+from brokerhooks.ingest.auth import FailureThrottle, SharedFailures
 from brokerhooks.store import users
 from brokerhooks.store.types import utcnow
 from brokerhooks.store.users import normalise_email
@@ -128,18 +128,26 @@ def is_live(
 class SignInThrottle:
     """Slows down password guessing, per email and per client address.
 
-    Kept in memory, per process, like ingest's key throttle: a restart
-    forgets it, and several processes each count on their own.
+    Counted in memory and, with ``shared``, in the store, so that several
+    processes count together; the in-memory count is forgotten on restart.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedFailures | None = None) -> None:
         window = FAILURE_WINDOW.total_seconds()
         cooldown = COOLDOWN.total_seconds()
         self._emails = FailureThrottle(
-            limit=EMAIL_FAILURES, window=window, cooldown=cooldown
+            limit=EMAIL_FAILURES,
+            window=window,
+            cooldown=cooldown,
+            shared=shared,
+            scope="sign_in_email",
         )
         self._addresses = FailureThrottle(
-            limit=ADDRESS_FAILURES, window=window, cooldown=cooldown
+            limit=ADDRESS_FAILURES,
+            window=window,
+            cooldown=cooldown,
+            shared=shared,
+            scope="sign_in_address",
         )
 
     def retry_after(self, email: str, address: str) -> float:
@@ -150,13 +158,22 @@ class SignInThrottle:
         )
 
     def failed(self, email: str, address: str) -> None:
+        """Count a failure in this process only."""
         self._emails.failed(normalise_email(email))
         self._addresses.failed(address)
+
+    async def record_failure(self, email: str, address: str) -> None:
+        """Count a failure here and, when shared, in the store."""
+        await self._emails.record_failure(normalise_email(email))
+        await self._addresses.record_failure(address)
 
     def succeeded(self, email: str) -> None:
         # The address keeps its count: one good password must not wipe the
         # failures of guesses at other people's.
         self._emails.succeeded(normalise_email(email))
+
+    async def record_success(self, email: str) -> None:
+        await self._emails.record_success(normalise_email(email), everywhere=True)
 
 
 def client_address(request: Request) -> str:

@@ -79,7 +79,7 @@ async def sign_in(page: Page) -> Response:
         )
 
     address = sessions.client_address(page.request)
-    throttle = page.console.throttle
+    throttle = page.console.throttle(page.runtime)
     wait = throttle.retry_after(email, address)
     if wait > 0:
         minutes = max(1, math.ceil(wait / 60))
@@ -95,10 +95,10 @@ async def sign_in(page: Page) -> Response:
 
     user = await asyncio.to_thread(_check_password, page, email, password)
     if user is None:
-        throttle.failed(email, address)
+        await throttle.record_failure(email, address)
         log.info("console_sign_in_failed", client=address)
         return _form(page, next_path=next_path, email=email, status=400, error=WRONG)
-    throttle.succeeded(email)
+    await throttle.record_success(email)
     if user.disabled_at is not None:
         return _form(
             page,

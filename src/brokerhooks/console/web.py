@@ -279,7 +279,13 @@ class Console:
 
     def __init__(self) -> None:
         self.templates = make_environment()
-        self.throttle = SignInThrottle()
+        self._throttle: SignInThrottle | None = None
+
+    def throttle(self, runtime: Runtime) -> SignInThrottle:
+        """The sign-in throttle, counting in ``runtime``'s store."""
+        if self._throttle is None:
+            self._throttle = SignInThrottle(runtime.failures)
+        return self._throttle
 
     def cookies(self, request: Request) -> CookiePolicy:
         settings: Settings = request.app.state.runtime.settings

@@ -4,6 +4,10 @@ The directory keeps every active broker's keyed hash in memory and reloads
 it from the store at most every ``broker_cache_seconds`` (and, on an unknown
 key, at most once a second), so that the hot path rarely touches the store
 and a rotated or removed key stops working within seconds in every process.
+
+Failed keys are counted per address, in memory and in the store, so that
+several processes block a guesser together; an accepted key touches the
+store only if its address had failed before.
 """
 
 from __future__ import annotations
@@ -12,12 +16,19 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import Engine
 
+from brokerhooks.errors import StoreUnavailable
 from brokerhooks.security.secrets import Secret, Vault, constant_time_equal
+from brokerhooks.store import failures
 from brokerhooks.store.brokers import BrokerKey, active_broker_keys
 from brokerhooks.store.database import transaction
+from brokerhooks.store.types import utcnow
+
+log = structlog.get_logger("brokerhooks.ingest")
 
 SCHEME = "salestrekker"
 _MISS_RELOAD_SECONDS = 1.0
@@ -89,22 +100,81 @@ class _Failures:
     blocked_until: float = 0.0
 
 
+class SharedFailures:
+    """The store's count of failed authentications, shared by every process.
+
+    If the store cannot be reached, the failure is counted by the process
+    alone, and a warning logged.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def record(
+        self, scope: str, subject: str, *, limit: int, window: float, cooldown: float
+    ) -> float:
+        """Count a failure; the seconds the subject is now blocked for (or 0)."""
+
+        def record() -> datetime | None:
+            with transaction(self._engine, write=True) as connection:
+                return failures.record_failure(
+                    connection,
+                    scope,
+                    subject,
+                    limit=limit,
+                    window=timedelta(seconds=window),
+                    cooldown=timedelta(seconds=cooldown),
+                    now=utcnow(),
+                )
+
+        try:
+            blocked_until = await asyncio.to_thread(record)
+        except StoreUnavailable as error:
+            log.warning("auth_failure_not_shared", scope=scope, error=str(error))
+            return 0.0
+        if blocked_until is None:
+            return 0.0
+        return max(0.0, (blocked_until - utcnow()).total_seconds())
+
+    async def clear(self, scope: str, subject: str) -> None:
+        def clear() -> None:
+            with transaction(self._engine, write=True) as connection:
+                failures.clear_failures(connection, scope, subject)
+
+        try:
+            await asyncio.to_thread(clear)
+        except StoreUnavailable as error:
+            log.warning("auth_failure_not_shared", scope=scope, error=str(error))
+
+
 class FailureThrottle:
     """Blocks an address after repeated authentication failures.
 
     ``limit`` failures within ``window`` seconds block the address for
-    ``cooldown`` seconds. Kept per process, for at most ``capacity`` addresses
-    (the oldest are forgotten first).
+    ``cooldown`` seconds. The block is checked in memory, for at most
+    ``capacity`` addresses (the oldest are forgotten first). With ``shared``,
+    ``record_failure`` also counts the failure in the store under ``scope``,
+    so that processes count together: one that has not seen an address fail
+    lets it try once more, then learns of the block.
     """
 
     def __init__(
-        self, *, limit: int, window: float, cooldown: float, capacity: int = 10_000
+        self,
+        *,
+        limit: int,
+        window: float,
+        cooldown: float,
+        capacity: int = 10_000,
+        shared: SharedFailures | None = None,
+        scope: str = "ingest",
     ) -> None:
         self._limit = limit
         self._window = window
         self._cooldown = cooldown
         self._capacity = capacity
         self._by_address: OrderedDict[str, _Failures] = OrderedDict()
+        self._shared = shared
+        self._scope = scope
 
     def retry_after(self, address: str) -> float:
         """Seconds the address must still wait, or 0 if it may try."""
@@ -128,5 +198,40 @@ class FailureThrottle:
         while len(self._by_address) > self._capacity:
             self._by_address.popitem(last=False)
 
-    def succeeded(self, address: str) -> None:
-        self._by_address.pop(address, None)
+    def has_failed(self, address: str) -> bool:
+        """Whether failures of the address are counted here."""
+        return address in self._by_address
+
+    def succeeded(self, address: str) -> bool:
+        """Forget the address's failures here; whether there were any."""
+        return self._by_address.pop(address, None) is not None
+
+    async def record_failure(self, address: str) -> None:
+        """``failed``, and counted in the store when the throttle is shared."""
+        self.failed(address)
+        if self._shared is None:
+            return
+        blocked_for = await self._shared.record(
+            self._scope,
+            address,
+            limit=self._limit,
+            window=self._window,
+            cooldown=self._cooldown,
+        )
+        if blocked_for > 0:
+            entry = self._by_address.get(address)
+            if entry is None:
+                entry = self._by_address[address] = _Failures(0, time.monotonic())
+            entry.blocked_until = max(
+                entry.blocked_until, time.monotonic() + blocked_for
+            )
+
+    async def record_success(self, address: str, *, everywhere: bool = False) -> None:
+        """``succeeded``, and the store's count cleared.
+
+        The store is written only if the address had failed here, unless
+        ``everywhere`` (for rare successes, such as a sign-in).
+        """
+        failed_here = self.succeeded(address)
+        if self._shared is not None and (failed_here or everywhere):
+            await self._shared.clear(self._scope, address)

@@ -227,12 +227,13 @@ async def _check(
     )
     broker = await _find_broker(runtime, key) if key is not None else None
     if broker is None:
-        runtime.throttle.failed(throttle_key)
+        await runtime.throttle.record_failure(throttle_key)
         reason = "no key" if key is None else "unknown key"
         if key is None and authorization is not None:
             reason = "malformed Authorization header"
         raise Rejection(401, "unauthorized", reason)
-    runtime.throttle.succeeded(throttle_key)
+    if runtime.throttle.has_failed(throttle_key):
+        await runtime.throttle.record_success(throttle_key)
 
     content_type = headers.get(b"content-type", b"").decode("latin-1")
     media_type = content_type.split(";", 1)[0].strip().lower()

@@ -552,3 +552,22 @@ class DealClient(Base):
     __table_args__ = (
         Index("ix_deal_clients_broker_id_contact_id", "broker_id", "contact_id"),
     )
+
+
+class AuthFailure(Base):
+    """Failed authentications of one subject, counted by every process.
+
+    ``scope`` says what failed (an ingest key, a sign-in's email or address);
+    ``subject`` is the SHA-256 of the address or email, never the value.
+    """
+
+    __tablename__ = "auth_failures"
+
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    window_started: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_auth_failures_updated_at", "updated_at"),)

@@ -1,0 +1,80 @@
+"""Failed authentications, counted in the store by every process together.
+
+``record_failure`` counts one failure of a subject (an address, an email)
+within its window and says until when the subject is blocked; a success
+clears the count (``clear_failures``). Subjects are kept as their SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from brokerhooks.store.models import AuthFailure
+
+
+def subject_hash(subject: str) -> str:
+    return hashlib.sha256(subject.encode()).hexdigest()
+
+
+def record_failure(
+    connection: Connection,
+    scope: str,
+    subject: str,
+    *,
+    limit: int,
+    window: timedelta,
+    cooldown: timedelta,
+    now: datetime,
+) -> datetime | None:
+    """Count a failure; until when the subject is blocked, or None."""
+    key = subject_hash(subject)
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(
+        dialect.insert(AuthFailure)
+        .values(
+            scope=scope,
+            subject=key,
+            count=0,
+            window_started=now,
+            blocked_until=None,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["scope", "subject"])
+    )
+    count, started, blocked = connection.execute(
+        select(AuthFailure.count, AuthFailure.window_started, AuthFailure.blocked_until)
+        .where(AuthFailure.scope == scope, AuthFailure.subject == key)
+        .with_for_update()
+    ).one()
+    if now - started > window:
+        count, started = 0, now
+    count += 1
+    if blocked is not None and blocked <= now:
+        blocked = None
+    if count >= limit:
+        blocked = now + cooldown
+        count, started = 0, now
+    connection.execute(
+        update(AuthFailure)
+        .where(AuthFailure.scope == scope, AuthFailure.subject == key)
+        .values(
+            count=count, window_started=started, blocked_until=blocked, updated_at=now
+        )
+    )
+    # What no window or cool-down needs any more.
+    connection.execute(
+        delete(AuthFailure).where(AuthFailure.updated_at < now - window - cooldown)
+    )
+    return blocked
+
+
+def clear_failures(connection: Connection, scope: str, subject: str) -> None:
+    connection.execute(
+        delete(AuthFailure).where(
+            AuthFailure.scope == scope, AuthFailure.subject == subject_hash(subject)
+        )
+    )
