@@ -94,7 +94,7 @@ from bench.common import (
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings, load_settings
 from brokerhooks.logs import configure_logging
-from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.runtime import Runtime
 from brokerhooks.security.secrets import Secret, Vault
@@ -104,7 +104,6 @@ from brokerhooks.simulators.msgraph import (
 )
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
 from brokerhooks.store import connections
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store.database import transaction
 from brokerhooks.store.models import ActionRecord, Event
 
@@ -324,14 +323,7 @@ def add_office(engine: Engine, secret_key: str, broker_id: str, base: str) -> No
         for source in split_rule_file(
             RULES, source_name="bench", connections=["office"]
         ):
-            rule_store.save_rule(
-                connection,
-                broker_id,
-                rule_id=source.rule_id,
-                name=source.name,
-                source=source.source,
-                enabled=source.enabled,
-            )
+            save_rule_source(connection, broker_id, source)
 
 
 # -- The load -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from brokerhooks.ingest.salestrekker_events import subject_of
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.security.secrets import Secret, Vault
 from brokerhooks.store import brokers
 from brokerhooks.store.brokers import BrokerRecord
@@ -116,3 +117,19 @@ def pipeline_idle(engine: Engine) -> bool:
             .limit(1)
         )
     return pending is None and busy is None
+
+
+def save_rules(
+    engine: Engine,
+    broker_id: str,
+    text: str,
+    *,
+    connections: list[str] | None = None,
+    source_name: str = "rules.yaml",
+) -> None:
+    """Store the rules of a rule file for a broker, as `rules apply` does."""
+    with transaction(engine, write=True) as connection:
+        for source in split_rule_file(
+            text, source_name=source_name, connections=connections
+        ):
+            save_rule_source(connection, broker_id, source)

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings, load_settings
 from brokerhooks.connectors.msgraph.subscriptions import SubscriptionService
-from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.rules.recipes import get_recipe
 from brokerhooks.runtime import Runtime
@@ -44,7 +44,6 @@ from brokerhooks.store import brokers, migrate
 from brokerhooks.store.connections import create_m365_connection, mark_m365_connected
 from brokerhooks.store.database import make_engine, transaction
 from brokerhooks.store.models import M365_APP_ONLY, ActionRecord, Event
-from brokerhooks.store.rules import save_rule
 from brokerhooks.store.types import utcnow
 
 BROKER = "demo"
@@ -151,14 +150,7 @@ class Demo:
                 for source in split_rule_file(
                     text, source_name=recipe_id, connections=["office"]
                 ):
-                    save_rule(
-                        connection,
-                        broker.id,
-                        rule_id=source.rule_id,
-                        name=source.name,
-                        source=source.source,
-                        enabled=source.enabled,
-                    )
+                    save_rule_source(connection, broker.id, source)
 
     async def run(self, *, serve: bool) -> bool:
         """Play the journey; keep serving if asked. True if all went well."""

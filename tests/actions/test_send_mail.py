@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import structlog
 
+from brokerhooks.actions.base import ActionContext
 from brokerhooks.actions.registry import get_kind
 from brokerhooks.connectors.errors import PermanentError
 from brokerhooks.connectors.msgraph.errors import GraphRequestError
@@ -138,31 +139,30 @@ async def test_a_try_after_one_that_sent_does_not_send_again(
     assert [line["event"] for line in logs] == ["send_mail_already_sent"]
 
 
-async def test_a_try_after_one_that_died_before_sending_sends_the_draft(
-    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
-) -> None:
-    ledger = Ledger()
+async def refused_at_send(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory, ledger: Ledger
+) -> ActionContext:
+    """A first try whose draft was saved and remembered, but not sent."""
     graph_sim.inject_fault(400, method="POST", path="/send", times=1)
     first = make_context("send_mail", PARAMS, remember=ledger.remember)
     with pytest.raises(GraphRequestError):
         await MAIL.perform(first)
     assert graph_sim.sent_mail == []
+    return dataclasses.replace(first, made=ledger.made, attempt=2)
+
+
+async def test_a_try_after_one_that_died_before_sending_sends_the_draft(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    ledger = Ledger()
+    retry = await refused_at_send(graph_sim, make_context, ledger)
     [draft] = graph_sim.user(ANN).drafts
 
-    await MAIL.perform(
-        make_context(
-            "send_mail",
-            PARAMS,
-            event_id=first.event_id,
-            made=ledger.made,
-            remember=ledger.remember,
-            attempt=2,
-        )
-    )
+    await MAIL.perform(retry)
 
     assert ledger.made == draft
     [mail] = graph_sim.sent_mail
-    assert header(mail.message, "x-brokerhooks-key") == first.key
+    assert header(mail.message, "x-brokerhooks-key") == retry.key
     assert list(graph_sim.user(ANN).sent_items) == [draft]
 
 
@@ -171,18 +171,8 @@ async def test_a_draft_deleted_before_the_retry_fails_and_is_forgotten(
 ) -> None:
     """Sent or deleted cannot be told apart: a person decides, by replaying."""
     ledger = Ledger()
-    graph_sim.inject_fault(400, method="POST", path="/send", times=1)
-    first = make_context("send_mail", PARAMS, remember=ledger.remember)
-    with pytest.raises(GraphRequestError):
-        await MAIL.perform(first)
+    retry = await refused_at_send(graph_sim, make_context, ledger)
     graph_sim.user(ANN).drafts.clear()  # a person deleted the draft
-    retry = make_context(
-        "send_mail",
-        PARAMS,
-        event_id=first.event_id,
-        made=ledger.made,
-        remember=ledger.remember,
-    )
 
     with pytest.raises(PermanentError, match="Sent Items; replaying sends a new"):
         await MAIL.perform(retry)

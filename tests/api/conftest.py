@@ -20,15 +20,14 @@ from brokerhooks.app import create_app
 from brokerhooks.config import Settings
 from brokerhooks.pipeline.decide import decide, record, rule_context
 from brokerhooks.pipeline.enrich import Fetched
-from brokerhooks.pipeline.rulebook import RuleBook, split_rule_file
+from brokerhooks.pipeline.rulebook import RuleBook
 from brokerhooks.rules.fields import sample_context
 from brokerhooks.runtime import Runtime
 from brokerhooks.security.secrets import Vault
 from brokerhooks.store import api_tokens, processing, queue
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store.database import transaction
 from brokerhooks.store.types import utcnow
-from tests.helpers import add_broker, queue_event
+from tests.helpers import add_broker, queue_event, save_rules
 
 RULES = """\
 rules:
@@ -97,19 +96,6 @@ def add_token(engine: Engine, broker_id: str, name: str = "tests") -> str:
             token_hash=api_tokens.hash_token(token),
         )
     return token.reveal()
-
-
-def save_rules(engine: Engine, broker_id: str, text: str) -> None:
-    with transaction(engine, write=True) as connection:
-        for source in split_rule_file(text, source_name="rules.yaml"):
-            rule_store.save_rule(
-                connection,
-                broker_id,
-                rule_id=source.rule_id,
-                name=source.name,
-                source=source.source,
-                enabled=source.enabled,
-            )
 
 
 def process(engine: Engine, event_id: str, changes: dict[str, Any]) -> list[int]:

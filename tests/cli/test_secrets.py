@@ -102,6 +102,15 @@ def store_one_of_each(engine: Engine, vault: Vault) -> None:
         )
 
 
+@pytest.fixture
+def rotating(
+    settings: Settings, engine: Engine, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> Vault:
+    """One secret of each kind under the old key; then the new key put first."""
+    store_one_of_each(engine, keys.use(monkeypatch, keys.old))
+    return keys.use(monkeypatch, keys.new, keys.old)
+
+
 def stored_plaintexts(engine: Engine, vault: Vault) -> dict[str, str]:
     """Every stored secret decrypted with ``vault`` (raises if one cannot be)."""
     found = {}
@@ -114,13 +123,8 @@ def stored_plaintexts(engine: Engine, vault: Vault) -> dict[str, str]:
 
 
 def test_rotate_moves_every_kind_of_secret_to_the_first_key(
-    settings: Settings,
-    engine: Engine,
-    keys: Keys,
-    monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, keys: Keys, rotating: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store_one_of_each(engine, keys.use(monkeypatch, keys.old))
-    keys.use(monkeypatch, keys.new, keys.old)
 
     before = run("secrets", "check")
     rotated = run("secrets", "rotate", "--json")
@@ -148,14 +152,7 @@ def test_rotate_moves_every_kind_of_secret_to_the_first_key(
             assert plain not in output
 
 
-def test_rotate_again_changes_nothing(
-    settings: Settings,
-    engine: Engine,
-    keys: Keys,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store_one_of_each(engine, keys.use(monkeypatch, keys.old))
-    keys.use(monkeypatch, keys.new, keys.old)
+def test_rotate_again_changes_nothing(engine: Engine, rotating: Vault) -> None:
     run("secrets", "rotate")
     with transaction(engine) as connection:
         first = connection.execute(select(M365Connection.token_cache_encrypted)).one()
@@ -172,18 +169,13 @@ def test_rotate_again_changes_nothing(
 
 
 def test_a_secret_no_key_reads_is_reported_and_the_rest_rotated(
-    settings: Settings,
-    engine: Engine,
-    keys: Keys,
-    monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, keys: Keys, rotating: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store_one_of_each(engine, keys.use(monkeypatch, keys.old))
     stranger = Vault([Fernet.generate_key()])
     lost = stranger.encrypt(Secret("lost-secret"))
     with transaction(engine, write=True) as connection:
         connection.execute(update(M365Connection).values(client_secret_encrypted=lost))
         connection_id = connection.scalar(select(M365Connection.id))
-    keys.use(monkeypatch, keys.new, keys.old)
 
     result = run("secrets", "rotate")
 
@@ -200,15 +192,11 @@ def test_a_secret_no_key_reads_is_reported_and_the_rest_rotated(
 
 
 def test_a_token_cache_saved_meanwhile_is_not_overwritten(
-    settings: Settings,
-    engine: Engine,
-    keys: Keys,
-    monkeypatch: pytest.MonkeyPatch,
+    engine: Engine, keys: Keys, rotating: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker that saves a newer cache between the read and the write wins."""
-    old_vault = keys.use(monkeypatch, keys.old)
-    store_one_of_each(engine, old_vault)
-    both = keys.use(monkeypatch, keys.new, keys.old)
+    old_vault = Vault([keys.old.encode()])
+    both = rotating
     newer = old_vault.encrypt(Secret('{"RefreshToken": {"newer": true}}'))
     real_reencrypt = both.reencrypt
     saved: list[bool] = []

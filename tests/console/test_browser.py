@@ -28,14 +28,12 @@ from sqlalchemy import Engine, select
 
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings
-from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.runtime import Runtime
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
 from brokerhooks.store.database import transaction
 from brokerhooks.store.models import Event
-from brokerhooks.store.rules import save_rule
 from brokerhooks.store.users import create_user
 from tests.connectors.msgraph.conftest import (
     CLIENT_ID,
@@ -46,7 +44,7 @@ from tests.connectors.msgraph.conftest import (
     sim,
 )
 from tests.console.conftest import PASSWORD, password_hash
-from tests.helpers import add_broker, queue_event
+from tests.helpers import add_broker, queue_event, save_rules
 from tests.servers import serve_in_thread
 
 __all__ = ["authority_url", "certificates", "sim"]
@@ -230,16 +228,7 @@ def approved_deal(site: Site) -> None:
 
 
 def test_sign_in_see_events_open_one_and_replay_it(site: Site, page: Page) -> None:
-    with transaction(site.engine, write=True) as connection:
-        [rule] = split_rule_file(FIXED, source_name="rules")
-        save_rule(
-            connection,
-            site.broker_id,
-            rule_id=rule.rule_id,
-            name=rule.name,
-            source=rule.source,
-            enabled=True,
-        )
+    save_rules(site.engine, site.broker_id, FIXED)
     approved_deal(site)
     missing = "6f0e9b9e-0000-4000-8000-000000000001"
     queue_event(site.engine, site.broker_id, "dealUpdated", missing)

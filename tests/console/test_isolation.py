@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import pytest
 from starlette.routing import BaseRoute, Mount, Route
 
-from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.security.secrets import Secret
 from brokerhooks.store import connections
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store.database import transaction
 from tests.console.conftest import ConsoleApp, csrf_of
 from tests.helpers import queue_event
@@ -67,14 +66,7 @@ def acme_ids(console: ConsoleApp) -> dict[str, str]:
     ann = console.add_user("ann@acme.test", console.acme)
     with transaction(console.engine, write=True) as connection:
         [source] = split_rule_file(RULE, source_name="rules")
-        rule_store.save_rule(
-            connection,
-            console.acme.id,
-            rule_id=source.rule_id,
-            name=source.name,
-            source=source.source,
-            enabled=True,
-        )
+        save_rule_source(connection, console.acme.id, source, enabled=True)
         m365 = connections.create_m365_connection(
             connection,
             broker_id=console.acme.id,

@@ -21,11 +21,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from brokerhooks.config import Settings
-from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.security.secrets import Vault
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store import runs
 from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
@@ -38,7 +36,7 @@ from tests.connectors.msgraph.conftest import (
     serve_https,
     sim,
 )
-from tests.helpers import add_broker, queue_event
+from tests.helpers import add_broker, queue_event, save_rules
 from tests.servers import serve_in_thread
 
 __all__ = ["certificates", "sim"]
@@ -99,15 +97,7 @@ def test_a_killed_action_is_finished_once(
         )
         with transaction(engine, write=True) as connection:
             mark_m365_connected(connection, office.id)
-            [source] = split_rule_file(RULE, source_name="rule", connections=["office"])
-            rule_store.save_rule(
-                connection,
-                broker.id,
-                rule_id=source.rule_id,
-                name=source.name,
-                source=source.source,
-                enabled=True,
-            )
+        save_rules(engine, broker.id, RULE, connections=["office"])
         queue_event(engine, broker.id, "dealUpdated", salestrekker.DEAL_ID)
         env = {
             **settings_env,

@@ -30,7 +30,7 @@ from brokerhooks.ingest.msgraph_events import (
     RESOURCE_KINDS,
 )
 from brokerhooks.pipeline import enrich
-from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.rules import fields
 from brokerhooks.rules.recipes import get_recipe
@@ -38,7 +38,6 @@ from brokerhooks.runtime import Runtime
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.simulators.msgraph.mail import new_message
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store import subscriptions as store
 from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
@@ -193,14 +192,7 @@ def flow(
                 for source in split_rule_file(
                     text, source_name=recipe_id, connections=["office"]
                 ):
-                    rule_store.save_rule(
-                        db,
-                        broker.id,
-                        rule_id=source.rule_id,
-                        name=source.name,
-                        source=source.source,
-                        enabled=source.enabled,
-                    )
+                    save_rule_source(db, broker.id, source)
         worker = build_worker(
             engine, settings, metrics=runtime.metrics, graph_transport=sim.transport()
         )

@@ -22,13 +22,11 @@ from sqlalchemy import Engine, delete, select, update
 
 from brokerhooks.app import create_app
 from brokerhooks.config import Settings
-from brokerhooks.pipeline.rulebook import split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.runtime import Runtime
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
 from brokerhooks.store import processing, queue, runs
-from brokerhooks.store import rules as rule_store
 from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import event_details
@@ -41,7 +39,7 @@ from tests.connectors.msgraph.conftest import (
     certificates,
     sim,
 )
-from tests.helpers import add_broker, pipeline_idle, wait_until
+from tests.helpers import add_broker, pipeline_idle, save_rules, wait_until
 from tests.servers import serve_in_thread
 
 __all__ = ["authority_url", "certificates", "sim"]
@@ -156,17 +154,7 @@ def flow(
         )
         with transaction(engine, write=True) as db:
             mark_m365_connected(db, connection.id)
-            for source in split_rule_file(
-                RULES, source_name="rules", connections=["office"]
-            ):
-                rule_store.save_rule(
-                    db,
-                    broker.id,
-                    rule_id=source.rule_id,
-                    name=source.name,
-                    source=source.source,
-                    enabled=source.enabled,
-                )
+        save_rules(engine, broker.id, RULES, connections=["office"])
         worker = build_worker(
             engine, settings, metrics=runtime.metrics, graph_transport=sim.transport()
         )
@@ -301,18 +289,7 @@ def test_a_mail_is_sent_once_across_a_failed_send_and_a_dead_worker(
     flow: Flow,
 ) -> None:
     """The draft's id, kept in the ledger, carries over to every later try."""
-    with transaction(flow.engine, write=True) as connection:
-        [source] = split_rule_file(
-            MAIL_RULE, source_name="mail", connections=["office"]
-        )
-        rule_store.save_rule(
-            connection,
-            flow.broker_id,
-            rule_id=source.rule_id,
-            name=source.name,
-            source=source.source,
-            enabled=True,
-        )
+    save_rules(flow.engine, flow.broker_id, MAIL_RULE, connections=["office"])
     flow.graph.inject_fault(400, method="POST", path="/send", times=1)
     deal = flow.salestrekker.DEAL_ID
     flow.drive(lambda st: st.update_deal(deal, description="warm up"))

@@ -29,7 +29,7 @@ from brokerhooks.api.schemas import (
 )
 from brokerhooks.errors import NotFound
 from brokerhooks.pipeline.backtest import BacktestEntry, backtest
-from brokerhooks.pipeline.rulebook import RuleSource, split_rule_file
+from brokerhooks.pipeline.rulebook import RuleSource, save_rule_source, split_rule_file
 from brokerhooks.rules.errors import InvalidRules, RuleError
 from brokerhooks.rules.validate import load_rules, validate_rules
 from brokerhooks.runtime import Runtime
@@ -169,14 +169,7 @@ def _problem(rule: str | None, field: str, problem: str, fix: str) -> RuleError:
 
 
 def _save(connection: Connection, caller: Caller, source: RuleSource) -> RuleInfo:
-    store.save_rule(
-        connection,
-        caller.broker_id,
-        rule_id=source.rule_id,
-        name=source.name,
-        source=source.source,
-        enabled=source.enabled,
-    )
+    save_rule_source(connection, caller.broker_id, source)
     return _info(store.get_rule(connection, caller.broker_id, source.rule_id))
 
 

@@ -9,7 +9,7 @@ import click
 
 from brokerhooks.cli.base import Context, echo_json, pass_context
 from brokerhooks.pipeline.backtest import backtest
-from brokerhooks.pipeline.rulebook import split_rule_file
+from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.rules.engine import describe
 from brokerhooks.rules.errors import InvalidRules
 from brokerhooks.rules.recipes import RECIPES, get_recipe
@@ -72,14 +72,7 @@ def load(context: Context, file: Path, broker_name: str, replace: bool) -> None:
             return
         added = 0
         for source in sources:
-            added += store.save_rule(
-                connection,
-                broker.id,
-                rule_id=source.rule_id,
-                name=source.name,
-                source=source.source,
-                enabled=source.enabled,
-            )
+            added += save_rule_source(connection, broker.id, source)
         removed = 0
         if replace:
             kept = {source.rule_id for source in sources}
@@ -305,12 +298,5 @@ def add_recipe(
         except InvalidRules as invalid:
             _show_errors(invalid)
             return
-        store.save_rule(
-            connection,
-            broker.id,
-            rule_id=source.rule_id,
-            name=source.name,
-            source=source.source,
-            enabled=source.enabled,
-        )
+        save_rule_source(connection, broker.id, source)
     click.echo(f"{broker_name}: rule {source.rule_id} saved from recipe {recipe_id}")

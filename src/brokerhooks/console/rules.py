@@ -21,7 +21,7 @@ from brokerhooks.console.web import Page
 from brokerhooks.errors import NotFound
 from brokerhooks.pipeline.backtest import BacktestReport, backtest
 from brokerhooks.pipeline.decide import Verdict
-from brokerhooks.pipeline.rulebook import RuleSource, split_rule_file
+from brokerhooks.pipeline.rulebook import RuleSource, save_rule_source, split_rule_file
 from brokerhooks.rules.engine import StepDecision
 from brokerhooks.rules.errors import InvalidRules, RuleError
 from brokerhooks.rules.model import Rule
@@ -334,14 +334,7 @@ def _split(connection: Connection, broker_id: str, editor: Editor) -> list[RuleS
 def _store(
     connection: Connection, broker_id: str, source: RuleSource, *, enabled: bool
 ) -> None:
-    store.save_rule(
-        connection,
-        broker_id,
-        rule_id=source.rule_id,
-        name=source.name,
-        source=source.source,
-        enabled=enabled,
-    )
+    save_rule_source(connection, broker_id, source, enabled=enabled)
 
 
 def _line_of_id(text: str, rule_id: str) -> int | None:

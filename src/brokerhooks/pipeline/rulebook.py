@@ -34,6 +34,27 @@ class RuleSource:
     source: str
 
 
+def save_rule_source(
+    connection: Connection,
+    broker_id: str,
+    rule: RuleSource,
+    *,
+    enabled: bool | None = None,
+) -> bool:
+    """Store one rule of a split rule file; True if it was new.
+
+    ``enabled`` overrides what the file says.
+    """
+    return store.save_rule(
+        connection,
+        broker_id,
+        rule_id=rule.rule_id,
+        name=rule.name,
+        source=rule.source,
+        enabled=rule.enabled if enabled is None else enabled,
+    )
+
+
 def split_rule_file(
     text: str, *, source_name: str, connections: Collection[str] | None = None
 ) -> list[RuleSource]:

@@ -13,6 +13,7 @@ an older one; such a value is read again and, if need be, re-encrypted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,18 +104,7 @@ class _Stored:
 
 def survey(connection: Connection, vault: Vault) -> list[KindReport]:
     """Each kind of secret, with the rows not under the first key."""
-    reports = []
-    for entry in ENCRYPTED_COLUMNS:
-        report = KindReport(entry.kind)
-        for stored in _stored(connection, entry):
-            report.stored += 1
-            state = _state(vault, entry, stored)
-            if state == OLDER:
-                report.older.append(stored.key)
-            elif state == UNREADABLE:
-                report.unreadable.append(stored.key)
-        reports.append(report)
-    return reports
+    return _each(connection, lambda entry, stored: _state(vault, entry, stored))
 
 
 def rotate(connection: Connection, vault: Vault) -> list[KindReport]:
@@ -122,12 +112,22 @@ def rotate(connection: Connection, vault: Vault) -> list[KindReport]:
 
     Secrets no configured key reads are left as they are and reported.
     """
+    return _each(
+        connection,
+        lambda entry, stored: _rotate_one(connection, vault, entry, stored),
+    )
+
+
+def _each(
+    connection: Connection, outcome_of: Callable[[EncryptedColumn, _Stored], str]
+) -> list[KindReport]:
+    """A report per kind, from the outcome of each stored secret."""
     reports = []
     for entry in ENCRYPTED_COLUMNS:
         report = KindReport(entry.kind)
         for stored in _stored(connection, entry):
             report.stored += 1
-            outcome = _rotate_one(connection, vault, entry, stored)
+            outcome = outcome_of(entry, stored)
             if outcome == REENCRYPTED:
                 report.reencrypted += 1
             elif outcome == OLDER:
