@@ -30,15 +30,19 @@ from brokerhooks.ingest.msgraph_events import (
     RESOURCE_KINDS,
 )
 from brokerhooks.pipeline import enrich
+from brokerhooks.pipeline.backtest import backtest
 from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.pipeline.service import build_worker
 from brokerhooks.rules import fields
 from brokerhooks.rules.recipes import get_recipe
+from brokerhooks.rules.validate import load_rules
 from brokerhooks.runtime import Runtime
 from brokerhooks.simulators.msgraph import LoopbackCertificates, MicrosoftGraphSimulator
 from brokerhooks.simulators.msgraph.mail import new_message
 from brokerhooks.simulators.salestrekker import SalesTrekkerSimulator
+from brokerhooks.simulators.salestrekker.seed import DEAL_NAME
 from brokerhooks.store import subscriptions as store
+from brokerhooks.store.brokers import get_broker
 from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import event_details
@@ -257,6 +261,53 @@ def test_a_strangers_mail_is_kept_but_writes_no_note(flow: Flow) -> None:
     [run] = event["runs"]
     assert run["outcome"] == "condition_false"
     assert len(flow.notes()) == before
+
+
+MAIL_RULE = """\
+rules:
+  - id: mail-on-deal
+    trigger: messageCreated
+    condition: deal != null && message.subject.contains("Settlement")
+    actions:
+      - kind: salestrekker_note
+        params:
+          content: "{{ deal.name }}: {{ message.subject }} from {{ contact.id }}"
+"""
+
+
+def test_a_back_test_of_a_mail_rule_sees_the_deal_as_it_was(flow: Flow) -> None:
+    warm_up(flow)
+    flow.subscribe("inbox")
+    flow.mail(JANE, "Settlement day")
+    flow.mail("someone@elsewhere.example", "Settlement offer")
+    flow.wait(lambda: len(flow.events("messageCreated")) == 2 and flow.idle())
+    # Renamed since: the back-test sees the name the deal had then.
+    deal = flow.salestrekker.DEAL_ID
+    flow.drive(lambda st: st.update_deal(deal, name="Renamed later"))
+    flow.wait(flow.idle)
+
+    with transaction(flow.engine) as connection:
+        report = backtest(
+            connection,
+            get_broker(connection, "acme"),
+            load_rules(MAIL_RULE).rules,
+            since=utcnow() - timedelta(hours=1),
+            limit=100,
+            timezone="Australia/Sydney",
+        )
+
+    mails = [e for e in report.entries if e.event.type == "messageCreated"]
+    assert [entry.fired for entry in mails] == [True, False]
+    [verdict] = mails[0].verdicts
+    assert verdict.decision is not None
+    params = verdict.decision.steps[0].params
+    assert params is not None
+    content = params["content"]
+    assert content.startswith(f"{DEAL_NAME}: Settlement day from ")
+    assert not content.endswith("from ")
+    stranger = mails[1].verdicts[0].decision
+    assert stranger is not None
+    assert stranger.outcome == "condition_false"
 
 
 def test_a_completed_task_becomes_a_note_on_its_deal(flow: Flow) -> None:

@@ -2,7 +2,9 @@
 
 Nothing is performed. Each processed event is evaluated again, with the
 snapshots and changes it had when it was processed, against the rules
-given (typically a rule file not yet saved). The command line
+given (typically a rule file not yet saved). A Microsoft 365 event gets
+the deal and contact it was matched to as they were stored then (their
+snapshots taken before its own). The command line
 (``brokerhooks rules test``) and the console show the same report.
 """
 
@@ -14,8 +16,14 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from brokerhooks.ingest.msgraph_events import graph_subject_of
 from brokerhooks.pipeline.decide import Verdict, decide, rule_context
 from brokerhooks.pipeline.enrich import from_snapshots
+from brokerhooks.pipeline.graph_source import (
+    GraphFetched,
+    graph_context,
+    match_deal_and_contact,
+)
 from brokerhooks.rules.model import Rule
 from brokerhooks.store.brokers import BrokerRecord
 from brokerhooks.store.processing import EventToProcess, processed_events
@@ -68,14 +76,21 @@ def backtest(
     entries = []
     for stored in events:
         event = stored.event
+        fetched = from_snapshots(event, stored.snapshots)
+        graph_subject = graph_subject_of(event.type)
+        if graph_subject is not None:
+            fetched = GraphFetched(graph_subject, event.entity_id, fetched.data)
+            match_deal_and_contact(connection, event, fetched, before=event.snapshot_id)
         variables = rule_context(
             event,
-            from_snapshots(event, stored.snapshots),
+            fetched,
             stored.previous,
             stored.changes,
             broker_vars,
             event.received_at,
         )
+        if isinstance(fetched, GraphFetched):
+            variables = graph_context(variables, fetched)
         triggered = [rule for rule in rules if event.type in rule.trigger]
         entries.append(BacktestEntry(event, decide(triggered, variables)))
     return BacktestReport(since=since, entries=entries)

@@ -139,23 +139,7 @@ class GraphSource:
     def _match(
         self, connection: Connection, event: EventToProcess, fetched: GraphFetched
     ) -> None:
-        """Find the deal and contact (read from their latest snapshots)."""
-        match = _known(event) or _match_item(connection, event.broker_id, fetched)
-        if match is None:
-            return
-        deal = (
-            _latest(connection, event.broker_id, "deal", match.deal_id)
-            if match.deal_id
-            else None
-        )
-        contact_id = match.contact_id or _first_client(deal)
-        fetched.deal = deal
-        fetched.contact = (
-            _latest(connection, event.broker_id, "contact", contact_id)
-            if contact_id
-            else None
-        )
-        fetched.deal_id = match.deal_id
+        match_deal_and_contact(connection, event, fetched)
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         def run() -> T:
@@ -163,6 +147,36 @@ class GraphSource:
                 return work(connection)
 
         return await asyncio.to_thread(run)
+
+
+def match_deal_and_contact(
+    connection: Connection,
+    event: EventToProcess,
+    fetched: GraphFetched,
+    *,
+    before: int | None = None,
+) -> None:
+    """Find the deal and contact of a Graph item, from their snapshots.
+
+    The latest snapshots, or with ``before`` (a snapshot id) those taken
+    before it: what a back-test sees of the time the event was processed.
+    """
+    match = _known(event) or _match_item(connection, event.broker_id, fetched)
+    if match is None:
+        return
+    deal = (
+        _latest(connection, event.broker_id, "deal", match.deal_id, before)
+        if match.deal_id
+        else None
+    )
+    contact_id = match.contact_id or _first_client(deal)
+    fetched.deal = deal
+    fetched.contact = (
+        _latest(connection, event.broker_id, "contact", contact_id, before)
+        if contact_id
+        else None
+    )
+    fetched.deal_id = match.deal_id
 
 
 def graph_context(context: Mapping[str, Any], fetched: GraphFetched) -> dict[str, Any]:
@@ -249,10 +263,18 @@ def _by_action(
 
 
 def _latest(
-    connection: Connection, broker_id: str, subject: str, entity_id: str
+    connection: Connection,
+    broker_id: str,
+    subject: str,
+    entity_id: str,
+    before: int | None = None,
 ) -> dict[str, Any] | None:
     found = processing.latest_snapshot(
-        connection, broker_id=broker_id, subject=subject, entity_id=entity_id
+        connection,
+        broker_id=broker_id,
+        subject=subject,
+        entity_id=entity_id,
+        before=before,
     )
     return found.data if found is not None else None
 

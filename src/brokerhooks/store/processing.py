@@ -155,18 +155,22 @@ def get_snapshot(connection: Connection, snapshot_id: int) -> StoredSnapshot:
 
 
 def latest_snapshot(
-    connection: Connection, *, broker_id: str, subject: str, entity_id: str
+    connection: Connection,
+    *,
+    broker_id: str,
+    subject: str,
+    entity_id: str,
+    before: int | None = None,
 ) -> StoredSnapshot | None:
-    row = connection.execute(
-        select(Snapshot.id, Snapshot.data)
-        .where(
-            Snapshot.broker_id == broker_id,
-            Snapshot.subject == subject,
-            Snapshot.entity_id == entity_id,
-        )
-        .order_by(Snapshot.id.desc())
-        .limit(1)
-    ).one_or_none()
+    """The entity's latest snapshot, or the latest taken before snapshot ``before``."""
+    query = select(Snapshot.id, Snapshot.data).where(
+        Snapshot.broker_id == broker_id,
+        Snapshot.subject == subject,
+        Snapshot.entity_id == entity_id,
+    )
+    if before is not None:
+        query = query.where(Snapshot.id < before)
+    row = connection.execute(query.order_by(Snapshot.id.desc()).limit(1)).one_or_none()
     if row is None:
         return None
     return StoredSnapshot(row.id, json.loads(row.data))
