@@ -67,12 +67,17 @@ pytestmark = [
 SPEC_URI = "urn:brokerhooks:graph-openapi-subset"
 METHODS = ("get", "put", "post", "patch", "delete")
 # Request bodies of operations the subset does not cover, from the API
-# reference (event-cancel: POST /users/{id}/events/{id}/cancel).
+# reference (event-cancel: POST /users/{id}/events/{id}/cancel; user-post-
+# messages: POST /users/{id}/messages takes a message resource, the same
+# schema as sendMail's message).
 DOCUMENTED_ELSEWHERE: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/users/{user-id}/events/{event-id}/cancel"): {
         "type": "object",
         "properties": {"comment": {"type": "string"}, "Comment": {"type": "string"}},
         "additionalProperties": False,
+    },
+    ("post", "/users/{user-id}/messages"): {
+        "$ref": SPEC_URI + "#/components/schemas/microsoft.graph.message"
     },
 }
 
@@ -246,6 +251,17 @@ async def every_operation(client: GraphClient) -> None:
         ),
         save_to_sent_items=False,
     )
+    draft = await client.create_draft(
+        MailMessage(
+            to=["client@example.com"],
+            subject="Approved",
+            html_body="<p>Approved</p>",
+            headers={"x-brokerhooks-key": "run-1/2"},
+        )
+    )
+    assert await client.is_draft(draft) is True
+    await client.send_draft(draft)
+    assert await client.is_draft(draft) is False
     event = await client.create_event(
         EventFields(
             subject="Settlement",
@@ -306,6 +322,7 @@ async def test_every_request_body_matches_the_subset(
         f"POST {prefix}/todo/lists/{{todoTaskList-id}}/tasks",
         "PATCH /users/{user-id}/todo/lists/{todoTaskList-id}/tasks/{todoTask-id}",
         f"POST {prefix}/sendMail",
+        "POST /users/{user-id}/messages",
         f"POST {prefix}/events",
         "PATCH /users/{user-id}/events/{event-id}",
         "POST /users/{user-id}/events/{event-id}/cancel",
