@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+import structlog
+from sqlalchemy import Engine, create_engine, select
 
 from brokerhooks.ingest.auth import FailureThrottle, SharedFailures, parse_authorization
 from brokerhooks.store.database import transaction
@@ -116,3 +118,20 @@ async def test_a_success_clears_the_shared_count(engine: Engine) -> None:
         [stored] = connection.execute(select(AuthFailure.subject, AuthFailure.count))
     assert stored.subject == subject_hash("a") != "a"
     assert stored[1] == 1
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_store_leaves_the_count_to_the_process(
+    tmp_path: Path,
+) -> None:
+    unreachable = create_engine(f"sqlite:///{tmp_path}/missing/folder/store.db")
+    throttle = FailureThrottle(
+        limit=2, window=60, cooldown=30, shared=SharedFailures(unreachable)
+    )
+
+    with structlog.testing.capture_logs() as logs:
+        await throttle.record_failure("a")
+        await throttle.record_failure("a")
+
+    assert throttle.retry_after("a") > 29
+    assert [line["event"] for line in logs] == ["auth_failure_not_shared"] * 2

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from brokerhooks.errors import StoreUnavailable
 from brokerhooks.security.secrets import Secret, Vault, constant_time_equal
@@ -129,8 +130,10 @@ class SharedFailures:
 
         try:
             blocked_until = await asyncio.to_thread(record)
-        except StoreUnavailable as error:
-            log.warning("auth_failure_not_shared", scope=scope, error=str(error))
+        except (StoreUnavailable, SQLAlchemyError) as error:
+            log.warning(
+                "auth_failure_not_shared", scope=scope, error=_first_line(error)
+            )
             return 0.0
         if blocked_until is None:
             return 0.0
@@ -143,8 +146,15 @@ class SharedFailures:
 
         try:
             await asyncio.to_thread(clear)
-        except StoreUnavailable as error:
-            log.warning("auth_failure_not_shared", scope=scope, error=str(error))
+        except (StoreUnavailable, SQLAlchemyError) as error:
+            log.warning(
+                "auth_failure_not_shared", scope=scope, error=_first_line(error)
+            )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class FailureThrottle:
