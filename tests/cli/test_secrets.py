@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -224,3 +227,26 @@ def test_a_token_cache_saved_meanwhile_is_not_overwritten(
     assert caches["Microsoft 365 token caches"].reencrypted == 1
     plain = stored_plaintexts(engine, keys.use(monkeypatch, keys.new))
     assert plain["Microsoft 365 token caches"] == '{"RefreshToken": {"newer": true}}'
+
+
+def test_the_command_exits_with_1_while_a_secret_is_under_an_older_key(
+    engine: Engine, keys: Keys, rotating: Vault, settings_env: dict[str, str]
+) -> None:
+    """Through the real entry point, which runs click outside standalone mode."""
+
+    def check(*secret_keys: str) -> int:
+        env = {
+            **os.environ,
+            **settings_env,
+            "BROKERHOOKS_SECRET_KEYS": ",".join(secret_keys),
+        }
+        command = [sys.executable, "-m", "brokerhooks", "secrets"]
+        return subprocess.run(
+            [*command, "check"], capture_output=True, env=env, check=False
+        ).returncode
+
+    before = check(keys.new, keys.old)
+    run("secrets", "rotate")
+    after = check(keys.new)
+
+    assert (before, after) == (1, 0)

@@ -70,7 +70,11 @@ for command in (
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode, click returns the code of a command that
+        # raised click.exceptions.Exit instead of exiting with it.
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
