@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -80,38 +81,59 @@ def test_throttle_forgets_the_oldest_addresses() -> None:
 
 @pytest.mark.anyio
 async def test_throttles_sharing_a_store_block_together(engine: Engine) -> None:
-    shared = SharedFailures(engine)
+    shared = SharedFailures(engine, flush_seconds=3600)  # flushed by hand here
 
-    def throttle() -> FailureThrottle:
+    def throttle(scope: str = "test") -> FailureThrottle:
         return FailureThrottle(
-            limit=3, window=60, cooldown=30, shared=shared, scope="test"
+            limit=3, window=60, cooldown=30, shared=shared, scope=scope
         )
 
     first, second = throttle(), throttle()
-    await first.record_failure("203.0.113.9")
-    await first.record_failure("203.0.113.9")
-    assert first.retry_after("203.0.113.9") == 0
-    await second.record_failure("203.0.113.9")
+    first.failed("203.0.113.9")
+    first.failed("203.0.113.9")
+    second.failed("203.0.113.9")
+    assert second.retry_after("203.0.113.9") == 0  # not flushed yet
+    await shared.flush()
 
+    assert 29 < first.retry_after("203.0.113.9") <= 30
     assert 29 < second.retry_after("203.0.113.9") <= 30
-    assert first.retry_after("203.0.113.9") == 0  # not told yet
-    await first.record_failure("203.0.113.9")
-    assert first.retry_after("203.0.113.9") > 29
-    # Another address, and another scope, count apart.
-    other = FailureThrottle(limit=3, window=60, cooldown=30, shared=shared, scope="x")
-    await other.record_failure("203.0.113.9")
+    # Another scope counts apart.
+    other = throttle("other")
+    other.failed("203.0.113.9")
+    await shared.flush()
     assert other.retry_after("203.0.113.9") == 0
 
 
 @pytest.mark.anyio
+async def test_a_block_set_by_another_process_is_learnt_at_the_next_flush(
+    engine: Engine,
+) -> None:
+    mine = SharedFailures(engine, flush_seconds=3600)
+    theirs = SharedFailures(engine, flush_seconds=3600)
+    here = FailureThrottle(limit=3, window=60, cooldown=30, shared=mine)
+    there = FailureThrottle(limit=3, window=60, cooldown=30, shared=theirs)
+
+    for _ in range(3):
+        there.failed("a")
+    await theirs.flush()
+    assert here.retry_after("a") == 0
+    here.failed("a")
+    await mine.flush()
+
+    assert here.retry_after("a") > 29
+
+
+@pytest.mark.anyio
 async def test_a_success_clears_the_shared_count(engine: Engine) -> None:
-    shared = SharedFailures(engine)
+    shared = SharedFailures(engine, flush_seconds=3600)
     first = FailureThrottle(limit=2, window=60, cooldown=30, shared=shared)
     second = FailureThrottle(limit=2, window=60, cooldown=30, shared=shared)
 
-    await first.record_failure("a")
+    first.failed("a")
+    await shared.flush()
     await first.record_success("a")
-    await second.record_failure("a")
+    second.failed("a")
+    await shared.flush()
 
     assert second.retry_after("a") == 0
     with transaction(engine) as connection:
@@ -121,17 +143,31 @@ async def test_a_success_clears_the_shared_count(engine: Engine) -> None:
 
 
 @pytest.mark.anyio
+async def test_failures_are_flushed_by_themselves(engine: Engine) -> None:
+    shared = SharedFailures(engine, flush_seconds=0.05)
+    throttle = FailureThrottle(limit=5, window=60, cooldown=30, shared=shared)
+
+    throttle.failed("a")
+    throttle.failed("a")
+    await asyncio.sleep(0.5)
+
+    with transaction(engine) as connection:
+        counts = list(connection.scalars(select(AuthFailure.count)))
+    assert counts == [2]  # one batch, both failures
+
+
+@pytest.mark.anyio
 async def test_an_unreachable_store_leaves_the_count_to_the_process(
     tmp_path: Path,
 ) -> None:
     unreachable = create_engine(f"sqlite:///{tmp_path}/missing/folder/store.db")
-    throttle = FailureThrottle(
-        limit=2, window=60, cooldown=30, shared=SharedFailures(unreachable)
-    )
+    shared = SharedFailures(unreachable, flush_seconds=3600)
+    throttle = FailureThrottle(limit=2, window=60, cooldown=30, shared=shared)
 
     with structlog.testing.capture_logs() as logs:
-        await throttle.record_failure("a")
-        await throttle.record_failure("a")
+        throttle.failed("a")
+        throttle.failed("a")
+        await shared.flush()
 
     assert throttle.retry_after("a") > 29
-    assert [line["event"] for line in logs] == ["auth_failure_not_shared"] * 2
+    assert [line["event"] for line in logs] == ["auth_failures_not_shared"]

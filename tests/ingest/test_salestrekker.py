@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import make_engine, transaction
 from brokerhooks.store.events import get_event, list_events
 from brokerhooks.store.models import AuthFailure, Delivery
-from tests.helpers import add_broker
+from tests.helpers import add_broker, wait_until
 from tests.servers import serve_in_thread
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -213,22 +214,39 @@ def test_repeated_failures_from_one_address_are_throttled(
 def test_processes_count_failures_together(settings: Settings, engine: Engine) -> None:
     """Two servers on one store: a guesser gains nothing by switching."""
     throttled = settings.model_copy(
-        update={"auth_failure_limit": 3, "auth_cooldown_seconds": 120}
+        update={"auth_failure_limit": 4, "auth_cooldown_seconds": 120}
     )
+
+    def stored() -> tuple[int, bool]:
+        with transaction(engine) as connection:
+            row = connection.execute(
+                select(AuthFailure.count, AuthFailure.blocked_until)
+            ).one_or_none()
+        return (0, False) if row is None else (row[0], row[1] is not None)
+
     for first in make_service(throttled, engine):
         other = Runtime.build(throttled, engine)
         with serve_in_thread(create_app(throttled, other)) as other_url:
             second = Service(other_url, other, engine)
             early = [first.post(deal_event(), key="wrong").status_code for _ in "ab"]
-            third = second.post(deal_event(), key="wrong")
-            after = second.post(deal_event())
-            # The first server has not seen the block: one more try, then 429.
+            wait_until(lambda: stored() == (2, False), lambda: str(stored()))
+            later = [second.post(deal_event(), key="wrong").status_code for _ in "ab"]
+            # The second server's batch brings the count to the limit.
+            wait_until(lambda: stored()[1], lambda: str(stored()))
+            blocked_second = second.post(deal_event())
+            # The first has not heard yet: one more try, whose batch tells it.
             one_more = first.post(deal_event(), key="wrong")
-            then = first.post(deal_event())
+            learnt = partial(first.runtime.throttle.retry_after, "127.0.0.1")
+            wait_until(
+                lambda: learnt() > 0,  # noqa: B023 (called within the iteration)
+                lambda: "the first server never learnt of the block",
+            )
+            blocked_first = first.post(deal_event())
 
-        assert early == [401, 401]
-        assert (third.status_code, after.status_code) == (401, 429)
-        assert (one_more.status_code, then.status_code) == (401, 429)
+        assert early == later == [401, 401]
+        assert blocked_second.status_code == 429
+        assert one_more.status_code == 401
+        assert blocked_first.status_code == 429
         with transaction(engine) as connection:
             subjects = list(connection.scalars(select(AuthFailure.subject)))
         assert subjects

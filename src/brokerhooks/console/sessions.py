@@ -158,14 +158,9 @@ class SignInThrottle:
         )
 
     def failed(self, email: str, address: str) -> None:
-        """Count a failure in this process only."""
+        """Count a failure (and in the store's next batch, when shared)."""
         self._emails.failed(normalise_email(email))
         self._addresses.failed(address)
-
-    async def record_failure(self, email: str, address: str) -> None:
-        """Count a failure here and, when shared, in the store."""
-        await self._emails.record_failure(normalise_email(email))
-        await self._addresses.record_failure(address)
 
     def succeeded(self, email: str) -> None:
         # The address keeps its count: one good password must not wipe the

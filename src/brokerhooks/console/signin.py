@@ -95,7 +95,7 @@ async def sign_in(page: Page) -> Response:
 
     user = await asyncio.to_thread(_check_password, page, email, password)
     if user is None:
-        await throttle.record_failure(email, address)
+        throttle.failed(email, address)
         log.info("console_sign_in_failed", client=address)
         return _form(page, next_path=next_path, email=email, status=400, error=WRONG)
     await throttle.record_success(email)

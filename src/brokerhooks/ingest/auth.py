@@ -5,9 +5,9 @@ it from the store at most every ``broker_cache_seconds`` (and, on an unknown
 key, at most once a second), so that the hot path rarely touches the store
 and a rotated or removed key stops working within seconds in every process.
 
-Failed keys are counted per address, in memory and in the store, so that
-several processes block a guesser together; an accepted key touches the
-store only if its address had failed before.
+Failed keys are counted per address, in memory and in the store (in
+batches), so that several processes block a guesser together; an accepted
+key touches the store only if its address had failed before.
 """
 
 from __future__ import annotations
@@ -101,45 +101,100 @@ class _Failures:
     blocked_until: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    limit: int
+    window: float
+    cooldown: float
+
+
 class SharedFailures:
     """The store's count of failed authentications, shared by every process.
 
-    If the store cannot be reached, the failure is counted by the process
-    alone, and a warning logged.
+    Failures are written in batches, at most every ``flush_seconds``, so a
+    flood of bad keys costs the store one transaction a second, not one per
+    request. A flush says which subjects are blocked, by this process's
+    failures or by others': a process learns of another's block at the next
+    flush that carries a failure of the same subject. If the store cannot be
+    reached, the batch is dropped with a warning and each process counts
+    alone.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, *, flush_seconds: float = 1.0, capacity: int = 10_000
+    ) -> None:
         self._engine = engine
+        self._flush_seconds = flush_seconds
+        self._capacity = capacity
+        self._pending: dict[tuple[str, str], tuple[int, _Limits]] = {}
+        self._blocked: dict[tuple[str, str], float] = {}  # monotonic deadlines
+        self._flushing: asyncio.Task[None] | None = None
 
-    async def record(
+    def note(
         self, scope: str, subject: str, *, limit: int, window: float, cooldown: float
-    ) -> float:
-        """Count a failure; the seconds the subject is now blocked for (or 0)."""
+    ) -> None:
+        """Count a failure at the next flush."""
+        key = (scope, subject)
+        count = self._pending[key][0] if key in self._pending else 0
+        self._pending[key] = (count + 1, _Limits(limit, window, cooldown))
+        if self._flushing is None or self._flushing.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # flushed with a later failure, or by flush()
+            self._flushing = loop.create_task(self._flush_later())
 
-        def record() -> datetime | None:
+    def blocked_for(self, scope: str, subject: str) -> float:
+        """Seconds the store says the subject is still blocked for, or 0."""
+        deadline = self._blocked.get((scope, subject))
+        if deadline is None:
+            return 0.0
+        left = deadline - time.monotonic()
+        if left <= 0:
+            del self._blocked[(scope, subject)]
+            return 0.0
+        return left
+
+    async def flush(self) -> None:
+        """Write the failures counted since the last flush."""
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+
+        def write() -> dict[tuple[str, str], datetime | None]:
+            now = utcnow()
             with transaction(self._engine, write=True) as connection:
-                return failures.record_failure(
-                    connection,
-                    scope,
-                    subject,
-                    limit=limit,
-                    window=timedelta(seconds=window),
-                    cooldown=timedelta(seconds=cooldown),
-                    now=utcnow(),
-                )
+                return {
+                    (scope, subject): failures.record_failure(
+                        connection,
+                        scope,
+                        subject,
+                        limit=limits.limit,
+                        window=timedelta(seconds=limits.window),
+                        cooldown=timedelta(seconds=limits.cooldown),
+                        now=now,
+                        failed=count,
+                    )
+                    for (scope, subject), (count, limits) in pending.items()
+                }
 
         try:
-            blocked_until = await asyncio.to_thread(record)
+            results = await asyncio.to_thread(write)
         except (StoreUnavailable, SQLAlchemyError) as error:
-            log.warning(
-                "auth_failure_not_shared", scope=scope, error=_first_line(error)
-            )
-            return 0.0
-        if blocked_until is None:
-            return 0.0
-        return max(0.0, (blocked_until - utcnow()).total_seconds())
+            log.warning("auth_failures_not_shared", error=_first_line(error))
+            return
+        now, clock = utcnow(), time.monotonic()
+        for key, blocked_until in results.items():
+            if blocked_until is not None and blocked_until > now:
+                self._blocked[key] = clock + (blocked_until - now).total_seconds()
+        while len(self._blocked) > self._capacity:
+            del self._blocked[next(iter(self._blocked))]
 
     async def clear(self, scope: str, subject: str) -> None:
+        """Forget the subject's failures, pending and stored."""
+        self._pending.pop((scope, subject), None)
+        self._blocked.pop((scope, subject), None)
+
         def clear() -> None:
             with transaction(self._engine, write=True) as connection:
                 failures.clear_failures(connection, scope, subject)
@@ -147,9 +202,11 @@ class SharedFailures:
         try:
             await asyncio.to_thread(clear)
         except (StoreUnavailable, SQLAlchemyError) as error:
-            log.warning(
-                "auth_failure_not_shared", scope=scope, error=_first_line(error)
-            )
+            log.warning("auth_failures_not_shared", error=_first_line(error))
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._flush_seconds)
+        await self.flush()
 
 
 def _first_line(error: Exception) -> str:
@@ -163,9 +220,8 @@ class FailureThrottle:
     ``limit`` failures within ``window`` seconds block the address for
     ``cooldown`` seconds. The block is checked in memory, for at most
     ``capacity`` addresses (the oldest are forgotten first). With ``shared``,
-    ``record_failure`` also counts the failure in the store under ``scope``,
-    so that processes count together: one that has not seen an address fail
-    lets it try once more, then learns of the block.
+    failures are also counted in the store under ``scope``, so that processes
+    count together, and a block the store reports is kept too.
     """
 
     def __init__(
@@ -189,11 +245,21 @@ class FailureThrottle:
     def retry_after(self, address: str) -> float:
         """Seconds the address must still wait, or 0 if it may try."""
         entry = self._by_address.get(address)
-        if entry is None:
-            return 0.0
-        return max(0.0, entry.blocked_until - time.monotonic())
+        here = max(0.0, entry.blocked_until - time.monotonic()) if entry else 0.0
+        if self._shared is None:
+            return here
+        return max(here, self._shared.blocked_for(self._scope, address))
 
     def failed(self, address: str) -> None:
+        """Count a failure here, and in the store's next batch when shared."""
+        if self._shared is not None:
+            self._shared.note(
+                self._scope,
+                address,
+                limit=self._limit,
+                window=self._window,
+                cooldown=self._cooldown,
+            )
         now = time.monotonic()
         entry = self._by_address.get(address)
         if entry is None or now - entry.window_started > self._window:
@@ -215,26 +281,6 @@ class FailureThrottle:
     def succeeded(self, address: str) -> bool:
         """Forget the address's failures here; whether there were any."""
         return self._by_address.pop(address, None) is not None
-
-    async def record_failure(self, address: str) -> None:
-        """``failed``, and counted in the store when the throttle is shared."""
-        self.failed(address)
-        if self._shared is None:
-            return
-        blocked_for = await self._shared.record(
-            self._scope,
-            address,
-            limit=self._limit,
-            window=self._window,
-            cooldown=self._cooldown,
-        )
-        if blocked_for > 0:
-            entry = self._by_address.get(address)
-            if entry is None:
-                entry = self._by_address[address] = _Failures(0, time.monotonic())
-            entry.blocked_until = max(
-                entry.blocked_until, time.monotonic() + blocked_for
-            )
 
     async def record_success(self, address: str, *, everywhere: bool = False) -> None:
         """``succeeded``, and the store's count cleared.

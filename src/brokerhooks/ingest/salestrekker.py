@@ -227,7 +227,7 @@ async def _check(
     )
     broker = await _find_broker(runtime, key) if key is not None else None
     if broker is None:
-        await runtime.throttle.record_failure(throttle_key)
+        runtime.throttle.failed(throttle_key)
         reason = "no key" if key is None else "unknown key"
         if key is None and authorization is not None:
             reason = "malformed Authorization header"

@@ -29,8 +29,9 @@ def record_failure(
     window: timedelta,
     cooldown: timedelta,
     now: datetime,
+    failed: int = 1,
 ) -> datetime | None:
-    """Count a failure; until when the subject is blocked, or None."""
+    """Count ``failed`` failures; until when the subject is blocked, or None."""
     key = subject_hash(subject)
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
@@ -52,7 +53,7 @@ def record_failure(
     ).one()
     if now - started > window:
         count, started = 0, now
-    count += 1
+    count += failed
     if blocked is not None and blocked <= now:
         blocked = None
     if count >= limit:
