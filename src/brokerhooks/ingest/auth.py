@@ -206,7 +206,10 @@ class SharedFailures:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_seconds)
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as error:  # a background task: log, never raise
+            log.warning("auth_failures_not_shared", error=_first_line(error))
 
 
 def _first_line(error: Exception) -> str:
