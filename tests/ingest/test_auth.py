@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import structlog
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, select, update
 
 from brokerhooks.ingest.auth import FailureThrottle, SharedFailures, parse_authorization
 from brokerhooks.store.database import transaction
 from brokerhooks.store.failures import subject_hash
 from brokerhooks.store.models import AuthFailure
+from brokerhooks.store.types import utcnow
 
 
 @pytest.mark.parametrize(
@@ -171,3 +173,31 @@ async def test_an_unreachable_store_leaves_the_count_to_the_process(
 
     assert throttle.retry_after("a") > 29
     assert [line["event"] for line in logs] == ["auth_failures_not_shared"]
+
+
+@pytest.mark.anyio
+async def test_a_flush_prunes_only_its_own_scopes_old_subjects(engine: Engine) -> None:
+    """A short-lived scope's flush keeps a long-lived scope's count."""
+    shared = SharedFailures(engine, flush_seconds=3600)
+    long_lived = FailureThrottle(
+        limit=5, window=3600, cooldown=3600, shared=shared, scope="long"
+    )
+    short_lived = FailureThrottle(
+        limit=5, window=60, cooldown=30, shared=shared, scope="short"
+    )
+    long_lived.failed("a")
+    short_lived.failed("old")
+    await shared.flush()
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    with transaction(engine, write=True) as connection:
+        connection.execute(update(AuthFailure).values(updated_at=an_hour_ago))
+
+    short_lived.failed("b")
+    await shared.flush()
+
+    with transaction(engine) as connection:
+        kept = connection.execute(select(AuthFailure.scope, AuthFailure.subject))
+        assert sorted(tuple(row) for row in kept) == [
+            ("long", subject_hash("a")),
+            ("short", subject_hash("b")),
+        ]

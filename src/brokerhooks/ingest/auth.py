@@ -26,7 +26,7 @@ from brokerhooks.errors import StoreUnavailable
 from brokerhooks.security.secrets import Secret, Vault, constant_time_equal
 from brokerhooks.store import failures
 from brokerhooks.store.brokers import BrokerKey, active_broker_keys
-from brokerhooks.store.database import transaction
+from brokerhooks.store.database import first_line, transaction
 from brokerhooks.store.types import utcnow
 
 log = structlog.get_logger("brokerhooks.ingest")
@@ -161,10 +161,16 @@ class SharedFailures:
         if not pending:
             return
 
+        # How long each scope's subjects must be kept: a window and a cool-down.
+        horizons = {
+            scope: limits.window + limits.cooldown
+            for (scope, _), (_, limits) in pending.items()
+        }
+
         def write() -> dict[tuple[str, str], datetime | None]:
             now = utcnow()
             with transaction(self._engine, write=True) as connection:
-                return {
+                blocked = {
                     (scope, subject): failures.record_failure(
                         connection,
                         scope,
@@ -177,11 +183,16 @@ class SharedFailures:
                     )
                     for (scope, subject), (count, limits) in pending.items()
                 }
+                for scope, horizon in horizons.items():
+                    failures.prune_failures(
+                        connection, scope, before=now - timedelta(seconds=horizon)
+                    )
+                return blocked
 
         try:
             results = await asyncio.to_thread(write)
         except (StoreUnavailable, SQLAlchemyError) as error:
-            log.warning("auth_failures_not_shared", error=_first_line(error))
+            log.warning("auth_failures_not_shared", error=first_line(error))
             return
         now, clock = utcnow(), time.monotonic()
         for key, blocked_until in results.items():
@@ -202,19 +213,14 @@ class SharedFailures:
         try:
             await asyncio.to_thread(clear)
         except (StoreUnavailable, SQLAlchemyError) as error:
-            log.warning("auth_failures_not_shared", error=_first_line(error))
+            log.warning("auth_failures_not_shared", error=first_line(error))
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._flush_seconds)
         try:
             await self.flush()
         except Exception as error:  # a background task: log, never raise
-            log.warning("auth_failures_not_shared", error=_first_line(error))
-
-
-def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+            log.warning("auth_failures_not_shared", error=first_line(error))
 
 
 class FailureThrottle:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
+from brokerhooks.store.database import dialect_insert
 from brokerhooks.store.models import ContactEmail, DealClient
 from brokerhooks.store.types import utcnow
 
@@ -126,8 +126,7 @@ def _upsert(
     """
     if not rows:
         return
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model)
+    statement = dialect_insert(connection, model)
     changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
     connection.execute(
         statement.on_conflict_do_update(index_elements=list(keys), set_=changed),

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -103,6 +104,19 @@ def transaction(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
         if error.connection_invalidated:
             raise StoreUnavailable(_short(error)) from error
         raise
+
+
+def dialect_insert(connection: Connection, table: Any) -> Any:
+    """An INSERT of ``table`` in the connection's dialect, for ``ON CONFLICT``."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def first_line(error: Exception) -> str:
+    """The driver's message, without SQLAlchemy's wrapping: its first line."""
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def is_reachable(engine: Engine) -> bool:

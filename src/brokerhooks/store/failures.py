@@ -1,8 +1,9 @@
 """Failed authentications, counted in the store by every process together.
 
-``record_failure`` counts one failure of a subject (an address, an email)
+``record_failure`` counts failures of a subject (an address, an email)
 within its window and says until when the subject is blocked; a success
-clears the count (``clear_failures``). Subjects are kept as their SHA-256.
+clears the count (``clear_failures``), and ``prune_failures`` forgets what
+has outlived every window and cool-down. Subjects are kept as their SHA-256.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import hashlib
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from brokerhooks.store.database import dialect_insert
 from brokerhooks.store.models import AuthFailure
 
 
@@ -33,9 +34,8 @@ def record_failure(
 ) -> datetime | None:
     """Count ``failed`` failures; until when the subject is blocked, or None."""
     key = subject_hash(subject)
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     connection.execute(
-        dialect.insert(AuthFailure)
+        dialect_insert(connection, AuthFailure)
         .values(
             scope=scope,
             subject=key,
@@ -66,11 +66,16 @@ def record_failure(
             count=count, window_started=started, blocked_until=blocked, updated_at=now
         )
     )
-    # What no window or cool-down needs any more.
-    connection.execute(
-        delete(AuthFailure).where(AuthFailure.updated_at < now - window - cooldown)
-    )
     return blocked
+
+
+def prune_failures(connection: Connection, scope: str, *, before: datetime) -> None:
+    """Forget the scope's subjects untouched since ``before``."""
+    connection.execute(
+        delete(AuthFailure).where(
+            AuthFailure.scope == scope, AuthFailure.updated_at < before
+        )
+    )
 
 
 def clear_failures(connection: Connection, scope: str, subject: str) -> None:

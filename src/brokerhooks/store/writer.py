@@ -39,7 +39,7 @@ from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.pool import PoolProxiedConnection
 
 from brokerhooks.errors import StoreUnavailable
-from brokerhooks.store.database import write_lock
+from brokerhooks.store.database import first_line, write_lock
 from brokerhooks.store.types import (
     UTCDateTime,
     sqlite_utc_text,
@@ -171,7 +171,7 @@ class GroupWriter:
             if len(writes) == 1 and not (reused and lost):
                 return [_unavailable(error)]
             log.warning(
-                "group_commit_failed", size=len(writes), error=_first_line(error)
+                "group_commit_failed", size=len(writes), error=first_line(error)
             )
             return [self._commit_alone(write) for write in writes]
         return None
@@ -447,13 +447,6 @@ class _Insert:
 def _unavailable(error: Exception) -> StoreUnavailable:
     if isinstance(error, StoreUnavailable):
         return error
-    message = _first_line(error)
+    message = first_line(error)
     log.error("write_failed", error=message)
     return StoreUnavailable(message)
-
-
-def _first_line(error: Exception) -> str:
-    """The driver's message, without SQLAlchemy's wrapping."""
-    original = getattr(error, "orig", None)
-    text = str(original if original is not None else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
