@@ -162,12 +162,12 @@ class SignInThrottle:
         self._emails.failed(normalise_email(email))
         self._addresses.failed(address)
 
-    def succeeded(self, email: str) -> None:
-        # The address keeps its count: one good password must not wipe the
-        # failures of guesses at other people's.
-        self._emails.succeeded(normalise_email(email))
-
     async def record_success(self, email: str) -> None:
+        """Clear the email's count, here and in the store.
+
+        The address keeps its count: one good password must not wipe the
+        failures of guesses at other people's.
+        """
         await self._emails.record_success(normalise_email(email), everywhere=True)
 
 

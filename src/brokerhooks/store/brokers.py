@@ -132,16 +132,6 @@ def active_broker_keys(connection: Connection) -> list[BrokerKey]:
     return [BrokerKey(row.id, row.name, row.api_key_hash) for row in rows]
 
 
-def all_encrypted_keys(connection: Connection) -> list[tuple[str, str]]:
-    """(broker id, encrypted key) of every active broker, for key rotation."""
-    rows = connection.execute(
-        select(Broker.id, Broker.api_key_encrypted).where(
-            _ACTIVE, Broker.api_key_encrypted.is_not(None)
-        )
-    ).all()
-    return [(row.id, row.api_key_encrypted) for row in rows]
-
-
 def set_api_key(
     connection: Connection,
     name: str,
@@ -164,20 +154,6 @@ def set_api_key(
         values["key_rotated_at"] = utcnow()
     connection.execute(update(Broker).where(Broker.id == broker.id).values(**values))
     return get_broker(connection, name)
-
-
-def set_key_by_id(
-    connection: Connection,
-    broker_id: str,
-    *,
-    api_key_encrypted: str,
-    api_key_hash: str,
-) -> None:
-    connection.execute(
-        update(Broker)
-        .where(Broker.id == broker_id)
-        .values(api_key_encrypted=api_key_encrypted, api_key_hash=api_key_hash)
-    )
 
 
 def remove_broker(connection: Connection, name: str, *, purge: bool) -> BrokerRecord:
