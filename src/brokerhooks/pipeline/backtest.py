@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from brokerhooks.ingest.msgraph_events import graph_subject_of
 from brokerhooks.pipeline.decide import Verdict, decide, rule_context
-from brokerhooks.pipeline.enrich import from_snapshots
+from brokerhooks.pipeline.enrich import Fetched, from_snapshots
 from brokerhooks.pipeline.graph_source import (
     GraphFetched,
     graph_context,
@@ -76,10 +76,14 @@ def backtest(
     entries = []
     for stored in events:
         event = stored.event
-        fetched = from_snapshots(event, stored.snapshots)
         graph_subject = graph_subject_of(event.type)
-        if graph_subject is not None:
-            fetched = GraphFetched(graph_subject, event.entity_id, fetched.data)
+        fetched: Fetched
+        if graph_subject is None:
+            fetched = from_snapshots(event, stored.snapshots)
+        else:
+            fetched = GraphFetched(
+                graph_subject, event.entity_id, stored.snapshots.get(graph_subject, {})
+            )
             match_deal_and_contact(connection, event, fetched, before=event.snapshot_id)
         variables = rule_context(
             event,

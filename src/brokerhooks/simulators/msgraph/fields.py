@@ -131,6 +131,21 @@ def item_body(value: object, name: str) -> JSON:
     }
 
 
+def require_recipients(message: JSON) -> None:
+    """Check every recipient list of a message to send; one address at least."""
+    everyone = [
+        recipient
+        for key in ("toRecipients", "ccRecipients", "bccRecipients")
+        for recipient in recipients(message.get(key), key)
+    ]
+    if not everyone:
+        raise GraphFault(
+            400,
+            "ErrorInvalidRecipients",
+            "At least one recipient is required, but none were found.",
+        )
+
+
 def recipients(value: object, name: str) -> list[JSON]:
     if value is None:
         return []

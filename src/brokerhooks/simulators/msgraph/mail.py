@@ -43,6 +43,7 @@ from brokerhooks.simulators.msgraph.fields import (
     new_etag,
     odata_context,
     recipients,
+    require_recipients,
 )
 from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User
 
@@ -252,17 +253,7 @@ def _send_draft(tenant: Tenant, user: User, identifier: str) -> Answer:
         raise GraphFault(
             404, "ErrorItemNotFound", "The specified object was not found in the store."
         )
-    everyone = [
-        recipient
-        for key in ("toRecipients", "ccRecipients", "bccRecipients")
-        for recipient in draft.get(key) or []
-    ]
-    if not everyone:
-        raise GraphFault(
-            400,
-            "ErrorInvalidRecipients",
-            "At least one recipient is required, but none were found.",
-        )
+    require_recipients(draft)
     del user.drafts[identifier]
     now = graph_timestamp()
     sent = {

@@ -28,6 +28,7 @@ from brokerhooks.simulators.msgraph.fields import (
     odata_context,
     recipients,
     require_method,
+    require_recipients,
     string_value,
 )
 from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User
@@ -71,17 +72,7 @@ def send_mail(tenant: Tenant, user: User, body: JSON) -> Answer:
     message = parameters.get("message")
     if not isinstance(message, dict):
         raise GraphFault(400, "ErrorInvalidRequest", "The message is missing.")
-    everyone = [
-        recipient
-        for key in ("toRecipients", "ccRecipients", "bccRecipients")
-        for recipient in recipients(message.get(key), key)
-    ]
-    if not everyone:
-        raise GraphFault(
-            400,
-            "ErrorInvalidRecipients",
-            "At least one recipient is required, but none were found.",
-        )
+    require_recipients(message)
     if "body" in message:
         message = {**message, "body": item_body(message["body"], "body")}
     save = parameters.get("savetosentitems", True)
