@@ -89,6 +89,7 @@ from bench.common import (
 )
 from brokerhooks.app import ALL_METHODS, create_app, healthz
 from brokerhooks.config import Settings, load_settings
+from brokerhooks.interpreter import prepare_to_serve
 from brokerhooks.logs import configure_logging
 from brokerhooks.runtime import Runtime
 from brokerhooks.store.database import transaction
@@ -141,7 +142,8 @@ def ceiling_app(settings: Settings) -> Starlette:
 def _serve_child(role: str, port: int) -> None:
     """Entry point of a server process; settings come from the environment.
 
-    The durable app is built as ``brokerhooks serve --no-worker`` builds it.
+    The durable app is built as ``brokerhooks serve --no-worker`` builds it,
+    and every server's interpreter is prepared as ``serve`` prepares it.
     """
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -151,6 +153,7 @@ def _serve_child(role: str, port: int) -> None:
         app = ceiling_app(settings)
     else:
         app = noop_app()
+    prepare_to_serve(settings)
     serve(app, settings, port)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,10 +61,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # The group writer's thread must get the interpreter back as soon as
-        # a commit returns, not after the default 5 ms: the deliveries in
-        # that batch wait for it.
-        sys.setswitchinterval(settings.switch_interval_ms / 1000)
         await runtime.writer.start()
         worker_task = None
         if worker is not None:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     write_batch_max: int = Field(default=500, gt=0)
     # How long a thread may keep the interpreter while another waits for it.
     switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
+    # Containers alive beyond those freed between the garbage collector's
+    # youngest-generation passes (Python's default is 700).
+    gc_threshold: int = Field(default=20_000, ge=700, le=1_000_000)
 
     # Storage.
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL"

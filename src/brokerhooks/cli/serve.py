@@ -11,6 +11,7 @@ import uvicorn
 from brokerhooks.app import create_app
 from brokerhooks.cli.base import Context, _safe_url, pass_context
 from brokerhooks.demo import Demo
+from brokerhooks.interpreter import prepare_to_serve
 from brokerhooks.logs import configure_logging
 from brokerhooks.pipeline.service import build_worker, run_until_signalled
 from brokerhooks.runtime import Runtime
@@ -59,6 +60,7 @@ def serve(context: Context, host: str, port: int, no_worker: bool) -> None:
         else build_worker(runtime.engine, settings, metrics=runtime.metrics)
     )
     app = create_app(settings, runtime, worker)
+    prepare_to_serve(settings)
     uvicorn.run(
         app,
         host=host,
@@ -88,6 +90,7 @@ def worker(context: Context, concurrency: int | None, grace: float) -> None:
     """Process queued events (without serving HTTP)."""
     settings = context.settings
     the_worker = build_worker(context.engine, settings, concurrency=concurrency)
+    prepare_to_serve(settings)
     asyncio.run(run_until_signalled(the_worker, grace))
 
 
