@@ -5,7 +5,8 @@ running (with a new attempt) in its own transaction before the action
 touches the outside world, so that a worker dying mid-action leaves a
 trace: the next try sees ``unfinished`` and the action looks for what the
 earlier try made before making anything. Success is recorded together with
-finishing the job, and only while this worker holds the job's lease.
+finishing the job, and only while this worker holds the job's lease; so
+is what a try remembers on the way (the draft a mail is sent from).
 
 Failures: ``ReconnectRequired`` parks the entry as ``waiting`` until the
 connection is signed in again (then it is queued by itself); other
@@ -124,7 +125,7 @@ class ActionRunner:
             prior=prior,
             made=entry.remote_id,
             remember=lambda remote_id: self._store(
-                lambda c: runs.remember_remote_id(c, key, remote_id)
+                lambda c: self._remember(c, job, worker, key, remote_id)
             ),
         )
         try:
@@ -132,6 +133,8 @@ class ActionRunner:
                 get_kind(entry.kind).perform(context),
                 timeout=self._settings.action_timeout_seconds,
             )
+        except LeaseLost:
+            raise
         except ReconnectRequired as error:
             return (
                 await self._end(job, worker, key, runs.WAITING, str(error)),
@@ -198,6 +201,23 @@ class ActionRunner:
             else None,
             event,
         )
+
+    def _remember(
+        self,
+        connection: Connection,
+        job: ClaimedJob,
+        worker: str,
+        key: str,
+        remote_id: str | None,
+    ) -> None:
+        """Keep what this try made, unless another worker has the job now.
+
+        A worker that stalled past its lease must not replace what the
+        worker that took over remembered: that one's later steps act on it.
+        """
+        if not queue.holds(connection, job_id=job.id, worker=worker):
+            raise LeaseLost(key)
+        runs.remember_remote_id(connection, key, remote_id)
 
     async def _end(
         self, job: ClaimedJob, worker: str, key: str, status: str, error: str

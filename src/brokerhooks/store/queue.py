@@ -153,6 +153,20 @@ def extend_leases(
     return result.rowcount
 
 
+def holds(connection: Connection, *, job_id: int, worker: str) -> bool:
+    """Whether ``worker`` still holds the job, locked until the transaction ends.
+
+    For work written while the job runs: another worker cannot take the job
+    over between this check and the commit.
+    """
+    held = connection.scalar(
+        select(Job.id)
+        .where(Job.id == job_id, Job.lease_owner == worker, Job.status == RUNNING)
+        .with_for_update()
+    )
+    return held is not None
+
+
 def finish(connection: Connection, *, job_id: int, worker: str) -> bool:
     """Delete a finished job if ``worker`` still holds it.
 
