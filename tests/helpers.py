@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from brokerhooks.ingest.salestrekker_events import subject_of
 from brokerhooks.pipeline.rulebook import save_rule_source, split_rule_file
 from brokerhooks.security.secrets import Secret, Vault
-from brokerhooks.store import brokers
+from brokerhooks.store import brokers, runs
 from brokerhooks.store.brokers import BrokerRecord
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import accepted_event_write
@@ -133,3 +133,42 @@ def save_rules(
             text, source_name=source_name, connections=connections
         ):
             save_rule_source(connection, broker_id, source)
+
+
+def schedule_one_action(
+    connection: Connection,
+    *,
+    broker_id: str,
+    event_id: str,
+    kind: str,
+    deal_id: str | None = None,
+    connection_name: str | None = None,
+) -> str:
+    """A fired run of rule ``r`` whose step ``s`` is queued now; its ledger key."""
+    run_id = runs.insert_run(
+        connection,
+        broker_id=broker_id,
+        event_id=event_id,
+        rule_id="r",
+        outcome="fired",
+        status=runs.PENDING,
+        trace={},
+    )
+    key = runs.action_key(event_id, "r", "s")
+    runs.schedule_action(
+        connection,
+        key=key,
+        run_id=run_id,
+        broker_id=broker_id,
+        event_id=event_id,
+        deal_id=deal_id,
+        rule_id="r",
+        step_id="s",
+        position=0,
+        kind=kind,
+        connection_name=connection_name,
+        run_at=utcnow(),
+        schedule=None,
+        params={},
+    )
+    return key

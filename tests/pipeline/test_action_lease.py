@@ -25,8 +25,7 @@ from brokerhooks.store import queue, runs
 from brokerhooks.store.database import transaction
 from brokerhooks.store.models import RUNNING, Job
 from brokerhooks.store.queue import ClaimedJob
-from brokerhooks.store.types import utcnow
-from tests.helpers import add_broker, queue_event
+from tests.helpers import add_broker, queue_event, schedule_one_action
 
 DEAL = "5d0a9a52-6f3b-4c8e-9d51-0e2a4b7c1f33"
 WORKER_A = "worker-a"
@@ -54,34 +53,15 @@ def action_job(engine: Engine, settings: Settings) -> tuple[str, ClaimedJob]:
     """A ledger entry of kind ``probe`` and its job, claimed by worker A."""
     broker = add_broker(engine, Vault(settings.fernet_keys))
     event_id = queue_event(engine, broker.id, "dealUpdated", DEAL)
-    key = runs.action_key(event_id, "rule", "step")
     with transaction(engine, write=True) as connection:
         # The event's own job stays out of the claim below.
         connection.execute(update(Job).values(status=RUNNING))
-        run_id = runs.insert_run(
+        key = schedule_one_action(
             connection,
             broker_id=broker.id,
             event_id=event_id,
-            rule_id="rule",
-            outcome="fired",
-            status=runs.PENDING,
-            trace={},
-        )
-        runs.schedule_action(
-            connection,
-            key=key,
-            run_id=run_id,
-            broker_id=broker.id,
-            event_id=event_id,
-            deal_id=DEAL,
-            rule_id="rule",
-            step_id="step",
-            position=0,
             kind="probe",
-            connection_name=None,
-            run_at=utcnow(),
-            schedule=None,
-            params={},
+            deal_id=DEAL,
         )
         [job] = queue.claim(connection, worker=WORKER_A, limit=5, lease_seconds=60)
     assert job.ref == key

@@ -31,7 +31,6 @@ from brokerhooks.store.connections import mark_m365_connected
 from brokerhooks.store.database import transaction
 from brokerhooks.store.events import event_details
 from brokerhooks.store.models import ActionRecord, Event, Job, Run
-from brokerhooks.store.types import utcnow
 from tests.connectors.msgraph.conftest import (
     ANN,
     add_connection,
@@ -39,7 +38,13 @@ from tests.connectors.msgraph.conftest import (
     certificates,
     sim,
 )
-from tests.helpers import add_broker, pipeline_idle, save_rules, wait_until
+from tests.helpers import (
+    add_broker,
+    pipeline_idle,
+    save_rules,
+    schedule_one_action,
+    wait_until,
+)
 from tests.servers import serve_in_thread
 
 __all__ = ["authority_url", "certificates", "sim"]
@@ -378,32 +383,13 @@ def test_actions_waiting_for_a_connection_resume_when_it_is_connected(
         engine, broker.id, "dealCreated", "5b0a9a57-0000-4000-8000-000000000001"
     )
     with transaction(engine, write=True) as connection:
-        run_id = runs.insert_run(
+        key = schedule_one_action(
             connection,
             broker_id=broker.id,
             event_id=event_id,
-            rule_id="r",
-            outcome="fired",
-            status=runs.PENDING,
-            trace={},
-        )
-        runs.schedule_action(
-            connection,
-            key=runs.action_key(event_id, "r", "s"),
-            run_id=run_id,
-            broker_id=broker.id,
-            event_id=event_id,
-            deal_id=None,
-            rule_id="r",
-            step_id="s",
-            position=0,
             kind="send_mail",
             connection_name="office",
-            run_at=utcnow(),
-            schedule=None,
-            params={},
         )
-        key = runs.action_key(event_id, "r", "s")
         runs.end_action(connection, key, status=runs.WAITING, error="sign in again")
         connection.execute(delete(Job).where(Job.ref == key))
     assert queue_count(engine, key) == 0
