@@ -12,6 +12,7 @@ from brokerhooks.actions.registry import get_kind
 from brokerhooks.connectors.errors import PermanentError
 from brokerhooks.connectors.msgraph.errors import GraphRequestError
 from brokerhooks.simulators.msgraph import MicrosoftGraphSimulator
+from brokerhooks.store.processing import LeaseLost
 from tests.actions.conftest import ContextFactory
 from tests.connectors.msgraph.conftest import ANN
 
@@ -93,6 +94,25 @@ class Ledger:
 
 
 PARAMS = {"to": ["jane@example.com"], "subject": "Approved", "body": "Yes."}
+
+
+async def test_a_try_that_lost_its_job_deletes_its_draft_and_sends_nothing(
+    graph_sim: MicrosoftGraphSimulator, make_context: ContextFactory
+) -> None:
+    refused: list[str | None] = []
+
+    async def remember(remote_id: str | None) -> None:
+        refused.append(remote_id)
+        raise LeaseLost("the job belongs to another worker now")
+
+    with pytest.raises(LeaseLost):
+        await MAIL.perform(make_context("send_mail", PARAMS, remember=remember))
+
+    [draft] = refused
+    assert draft is not None
+    assert graph_sim.user(ANN).drafts == {}
+    assert graph_sim.user(ANN).sent_items == {}
+    assert graph_sim.sent_mail == []
 
 
 async def test_the_draft_is_remembered_before_it_is_sent(

@@ -13,7 +13,9 @@ draft and asks whether it is still one:
   new mail.
 
 A try that died after saving the draft and before remembering it leaves
-that draft in Drafts, unsent; the next try makes and sends another. A
+that draft in Drafts, unsent; the next try makes and sends another. A try
+that stalled until another worker took its job over may not remember its
+draft (the ledger refuses: ``LeaseLost``); it deletes the draft and stops. A
 connection that may send mail but not save drafts (no ``Mail.ReadWrite``:
 Graph answers 403) sends with ``sendMail`` in one step instead, which is
 only at-least-once, and the log says so. The
@@ -37,6 +39,7 @@ from brokerhooks.connectors.msgraph.client import GraphClient
 from brokerhooks.connectors.msgraph.errors import GraphRequestError
 from brokerhooks.connectors.msgraph.resources import MailMessage
 from brokerhooks.rules.model import Addresses, SendMailParams
+from brokerhooks.store.processing import LeaseLost
 
 log = structlog.get_logger("brokerhooks.actions")
 
@@ -75,7 +78,7 @@ class SendMail:
                 await _send_in_one_step(ctx, client, message, error)
                 return ActionResult(output={**output, "sent_with": "sendMail"})
             if ctx.remember is not None:
-                await ctx.remember(draft)
+                await _remember(ctx, client, draft)
             await _send(client, draft)
         return ActionResult(remote_id=draft, output=output)
 
@@ -118,6 +121,26 @@ async def _finish_earlier_try(
         "as a draft or from Sent Items, so whether it went out cannot be told. "
         "Look in Sent Items; replaying sends a new mail."
     )
+
+
+async def _remember(ctx: ActionContext, client: GraphClient, draft: str) -> None:
+    """Remember ``draft``; delete it if the job is no longer this try's."""
+    assert ctx.remember is not None
+    try:
+        await ctx.remember(draft)
+    except LeaseLost:
+        log.warning(
+            "send_mail_lease_lost",
+            key=ctx.key,
+            attempt=ctx.attempt,
+            reason="another worker took the job over; this try's draft is deleted "
+            "unsent",
+        )
+        try:
+            await client.delete_draft(draft)
+        except Exception as error:
+            log.warning("send_mail_draft_left", key=ctx.key, error=str(error))
+        raise
 
 
 async def _send(client: GraphClient, draft: str) -> None:

@@ -262,6 +262,12 @@ async def every_operation(client: GraphClient) -> None:
     assert await client.is_draft(draft) is True
     await client.send_draft(draft)
     assert await client.is_draft(draft) is False
+    unsent = await client.create_draft(
+        MailMessage(to=["client@example.com"], subject="Never", html_body="<p>-</p>")
+    )
+    await client.delete_draft(unsent)
+    assert await client.is_draft(unsent) is None
+    await client.delete_draft(unsent)  # already gone: no error
     event = await client.create_event(
         EventFields(
             subject="Settlement",

@@ -220,6 +220,17 @@ class GraphClient:
             headers=IMMUTABLE_IDS,
         )
 
+    async def delete_draft(self, message_id: str) -> None:
+        """Delete a draft that will not be sent; one already gone is no error."""
+        try:
+            await self._call(
+                "DELETE",
+                f"{self._user}/messages/{_segment(message_id)}",
+                headers=IMMUTABLE_IDS,
+            )
+        except GraphNotFound:
+            return
+
     async def is_draft(self, message_id: str) -> bool | None:
         """True while the message is a draft, False once sent, None if gone."""
         try:
