@@ -20,7 +20,11 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Executable,
+    Integer,
+    Select,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -82,48 +86,40 @@ def enqueue(connection: Connection, **fields: Any) -> None:
     connection.execute(insert(Job).values(**job_row(**fields)))
 
 
-def claim(
-    connection: Connection, *, worker: str, limit: int, lease_seconds: float
-) -> list[ClaimedJob]:
-    """Claim up to ``limit`` runnable jobs for ``worker``.
+def _claim_statements() -> tuple[list[Select[int]], Executable, Executable]:
+    """The statements of a claim, built once: building them cost more than running.
 
-    Runnable: queued and due, or running on a lease that has expired; and
-    the first job of its ordering key. The two kinds are looked up apart,
-    each in id order through an index on (status, id), so that a claim
-    reads about as many rows as it takes however long the queue is.
+    Parameters: ``now``, ``limit``, ``ids``, ``worker``, ``expires``.
     """
-    now = utcnow()
     earlier = aliased(Job)
     blocked = exists().where(
         earlier.ordering_key == Job.ordering_key, earlier.id < Job.id
     )
-    ids: list[int] = []
-    for runnable in (
+    now = bindparam("now", type_=Job.run_after.type)
+    runnable = (
         and_(Job.status == RUNNING, Job.lease_expires_at < now),
         and_(Job.status == QUEUED, Job.run_after <= now),
-    ):
-        query = (
-            select(Job.id)
-            .where(runnable, ~blocked)
-            .order_by(Job.status, Job.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=Job)
-        )
-        ids.extend(connection.scalars(query))
-    ids = sorted(ids)[:limit]
-    if not ids:
-        return []
-    connection.execute(
+    )
+    candidates = [
+        select(Job.id)
+        .where(condition, ~blocked)
+        .order_by(Job.status, Job.id)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True, of=Job)
+        for condition in runnable
+    ]
+    ids = bindparam("ids", expanding=True, type_=Integer)
+    take = (
         update(Job)
         .where(Job.id.in_(ids))
         .values(
             status=RUNNING,
-            lease_owner=worker,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_owner=bindparam("worker", type_=Job.lease_owner.type),
+            lease_expires_at=bindparam("expires", type_=Job.lease_expires_at.type),
             attempts=Job.attempts + 1,
         )
     )
-    rows = connection.execute(
+    taken = (
         select(
             Job.id,
             Job.kind,
@@ -135,7 +131,33 @@ def claim(
         )
         .where(Job.id.in_(ids))
         .order_by(Job.id)
-    ).all()
+    )
+    return candidates, take, taken
+
+
+_CANDIDATES, _TAKE, _TAKEN = _claim_statements()
+
+
+def claim(
+    connection: Connection, *, worker: str, limit: int, lease_seconds: float
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` runnable jobs for ``worker``.
+
+    Runnable: queued and due, or running on a lease that has expired; and
+    the first job of its ordering key. The two kinds are looked up apart,
+    each in id order through an index on (status, id), so that a claim
+    reads about as many rows as it takes however long the queue is.
+    """
+    now = utcnow()
+    ids: list[int] = []
+    for candidates in _CANDIDATES:
+        ids.extend(connection.scalars(candidates, {"now": now, "limit": limit}))
+    ids = sorted(ids)[:limit]
+    if not ids:
+        return []
+    expires = now + timedelta(seconds=lease_seconds)
+    connection.execute(_TAKE, {"ids": ids, "worker": worker, "expires": expires})
+    rows = connection.execute(_TAKEN, {"ids": ids}).all()
     return [ClaimedJob(**row._mapping) for row in rows]
 
 
