@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 
+from brokerhooks.store.database import dialect_insert
 from brokerhooks.store.models import SalesTrekkerToken
 from brokerhooks.store.types import utcnow
 
@@ -23,16 +24,21 @@ def load_token(connection: Connection, broker_id: str) -> tuple[str, datetime] |
 def save_token(
     connection: Connection, broker_id: str, token_encrypted: str, expires_at: datetime
 ) -> None:
-    connection.execute(
-        delete(SalesTrekkerToken).where(SalesTrekkerToken.broker_id == broker_id)
+    """Keep the broker's token, replacing any other.
+
+    Workers that sign in at the same time each save theirs; the last one
+    wins (an upsert, so the others do not fail on the broker's key).
+    """
+    values = {
+        "token_encrypted": token_encrypted,
+        "expires_at": expires_at,
+        "obtained_at": utcnow(),
+    }
+    statement = dialect_insert(connection, SalesTrekkerToken).values(
+        broker_id=broker_id, **values
     )
     connection.execute(
-        insert(SalesTrekkerToken).values(
-            broker_id=broker_id,
-            token_encrypted=token_encrypted,
-            expires_at=expires_at,
-            obtained_at=utcnow(),
-        )
+        statement.on_conflict_do_update(index_elements=["broker_id"], set_=values)
     )
 
 
