@@ -85,8 +85,13 @@ def new_message(
     subject: str,
     body: str,
     cc: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSON:
-    """A message as it lands in ``user``'s inbox."""
+    """A message as it lands in ``user``'s inbox.
+
+    ``headers`` are its own internet headers (``x-...``), which Graph returns
+    only when ``$select`` names ``internetMessageHeaders``.
+    """
     now = graph_timestamp()
     identifier = message_id()
     who = {"emailAddress": {"name": sender_name or sender, "address": sender}}
@@ -119,6 +124,15 @@ def new_message(
         "replyTo": [],
         "categories": [],
         "flag": {"flagStatus": "notFlagged"},
+        **(
+            {
+                "internetMessageHeaders": [
+                    {"name": name, "value": value} for name, value in headers.items()
+                ]
+            }
+            if headers
+            else {}
+        ),
     }
 
 
@@ -147,7 +161,7 @@ def handle_messages(
             404, "ErrorItemNotFound", "The specified object was not found in the store."
         )
     if request.method == "GET":
-        return Answer(200, message)
+        return Answer(200, selected(request, message))
     if request.method == "DELETE":
         del user.messages[segments[0]]
         subscriptions.record_change(tenant, user, INBOX, segments[0], "deleted")
@@ -165,6 +179,20 @@ def handle_messages(
         tenant, user, INBOX, message["id"], "updated", etag=message["@odata.etag"]
     )
     return Answer(200, message)
+
+
+def selected(request: Request, message: JSON) -> JSON:
+    """The fields of ``message`` that ``$select`` names, with its id and etag.
+
+    Without ``$select``, every field but ``internetMessageHeaders``, which
+    Graph returns only when asked for by name. Names match in any case.
+    """
+    select = request.query_params.get("$select")
+    if not select:
+        return {k: v for k, v in message.items() if k != "internetMessageHeaders"}
+    names = {name.strip().casefold() for name in select.split(",")}
+    names.update(("id", "@odata.etag"))
+    return {k: v for k, v in message.items() if k.casefold() in names}
 
 
 def inbox_segments(raw: list[str]) -> list[str] | None:

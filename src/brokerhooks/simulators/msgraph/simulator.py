@@ -121,9 +121,12 @@ class MicrosoftGraphSimulator(Tenant):
         subject: str,
         body: str = "",
         sender_name: str | None = None,
+        headers: dict[str, str] | None = None,
         notify: bool = True,
     ) -> JSON:
         """A mail arrives in ``upn``'s inbox; subscribers are notified.
+
+        ``headers``: internet headers the sender put on it (``x-...``).
 
         Returns once the notifications are delivered (or have failed every
         retry). ``notify=False`` loses them: only a delta query finds it.
@@ -131,7 +134,12 @@ class MicrosoftGraphSimulator(Tenant):
         with self.lock:
             user = self.user(upn)
             message = new_message(
-                user, sender=sender, sender_name=sender_name, subject=subject, body=body
+                user,
+                sender=sender,
+                sender_name=sender_name,
+                subject=subject,
+                body=body,
+                headers=headers,
             )
             user.messages[message["id"]] = message
             subscriptions.record_change(
