@@ -10,8 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import delete, select, update
 
+from brokerhooks.pipeline.decide import decide, record, rule_context
+from brokerhooks.pipeline.enrich import Fetched
+from brokerhooks.rules.validate import load_rules
 from brokerhooks.security.secrets import Secret
-from brokerhooks.store import connections
+from brokerhooks.store import connections, processing
 from brokerhooks.store import rules as rule_store
 from brokerhooks.store.brokers import get_api_key_encrypted, get_broker
 from brokerhooks.store.database import transaction
@@ -468,3 +471,58 @@ def test_the_root_leads_to_the_console(console: ConsoleApp) -> None:
     response = console.client().get("/")
 
     assert response.headers["location"] == "/console/"
+
+
+ANSWER_RULE = """\
+rules:
+  - id: answer
+    trigger: noteCreated
+    actions:
+      - id: reply
+        kind: salestrekker_note
+        params:
+          content: "Seen: {{ note.content }}"
+"""
+
+
+def test_an_echo_run_names_the_action_that_made_the_item(
+    console: ConsoleApp, ann: httpx.Client
+) -> None:
+    deal = str(uuid.uuid4())
+    first = queue_event(
+        console.engine, console.acme.id, "noteCreated", str(uuid.uuid4()), deal
+    )
+    echo = queue_event(
+        console.engine, console.acme.id, "noteCreated", str(uuid.uuid4()), deal
+    )
+    cause = {
+        "rule": "answer",
+        "step": "reply",
+        "kind": "salestrekker_note",
+        "action": f"{first}:answer:reply",
+        "event": first,
+        "rules": ["answer"],
+    }
+    with transaction(console.engine, write=True) as connection:
+        event = processing.load_event(connection, echo)
+        note = {"id": event.entity_id, "idTicket": deal, "content": "Seen: hi"}
+        broker = {"id": console.acme.id, "name": "acme", "timezone": None}
+        context = rule_context(
+            event,
+            Fetched("note", event.entity_id, note),
+            None,
+            {},
+            broker,
+            utcnow(),
+            cause,
+        )
+        record(
+            connection, event, decide(load_rules(ANSWER_RULE).rules, context), context
+        )
+
+    page = ann.get(f"/console/events/{echo}")
+
+    assert page.status_code == 200
+    assert 'Rule <a href="/console/rules/answer">answer</a>: echo' in page.text
+    assert "made by step <code>reply</code> of rule" in page.text
+    assert f'href="/console/events/{first}"' in page.text

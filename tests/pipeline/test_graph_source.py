@@ -330,6 +330,86 @@ def test_a_completed_task_becomes_a_note_on_its_deal(flow: Flow) -> None:
     assert f"Done in To Do: {task['title']}" in flow.notes()
 
 
+COPY_TO_SELF = """\
+rules:
+  - id: copy-to-self
+    trigger: messageCreated
+    actions:
+      - id: mail
+        kind: send_mail
+        connection: office
+        params:
+          to: "{{ message.to[0].address }}"
+          subject: "Copy: {{ message.subject }}"
+          body: "{{ message.bodyPreview }}"
+"""
+
+
+def test_a_mail_a_rule_sent_to_a_watched_inbox_is_an_echo(flow: Flow) -> None:
+    with transaction(flow.engine, write=True) as db:
+        broker = get_broker(db, "acme")
+        for source in split_rule_file(
+            COPY_TO_SELF, source_name="copy.yaml", connections=["office"]
+        ):
+            save_rule_source(db, broker.id, source)
+    flow.subscribe("inbox")
+    flow.mail(JANE, "Rate question")
+    flow.wait(lambda: len(flow.graph.sent_mail) == 1 and flow.idle())
+
+    # Exchange delivers the copy to the inbox it was sent to, headers and all.
+    [sent] = flow.graph.sent_mail
+    headers = {h["name"]: h["value"] for h in sent.message["internetMessageHeaders"]}
+    flow.run(
+        lambda: flow.graph.deliver_mail(
+            ANN, sender=ANN, subject=sent.message["subject"], headers=headers
+        )
+    )
+    flow.wait(lambda: len(flow.events("messageCreated")) == 2 and flow.idle())
+
+    first, copy = flow.events("messageCreated")
+    [action] = [
+        a
+        for run in first["runs"]
+        if run["rule"] == "copy-to-self"
+        for a in run["actions"]
+    ]
+    assert copy["snapshot"]["brokerhooksKey"] == action["key"]
+    assert copy["caused_by"]["action"] == action["key"]
+    [run] = [run for run in copy["runs"] if run["rule"] == "copy-to-self"]
+    assert (run["outcome"], run["status"]) == ("echo", "no_action")
+    assert run["trace"]["echo"]["kind"] == "send_mail"
+    assert len(flow.graph.sent_mail) == 1
+
+
+def test_a_task_a_rule_made_comes_back_knowing_its_rule(flow: Flow) -> None:
+    warm_up(flow)
+    deal = flow.salestrekker.DEAL_ID
+    flow.drive(lambda st: st.move_deal(deal, "6. Approved"))
+    flow.wait(flow.idle)
+    record = flow.subscribe("todo", "Deals")
+
+    flow.drive(lambda st: st.move_deal(deal, "4. Lodged"))
+    flow.wait(flow.idle)
+    flow.drive(lambda st: st.move_deal(deal, "6. Approved"))
+    flow.wait(lambda: len(flow.events("taskCreated")) == 1 and flow.idle())
+
+    [made] = flow.events("taskCreated")
+    assert made["caused_by"]["rule"] == "stage-task"
+    assert made["caused_by"]["kind"] == "todo_task"
+    assert made["caused_by"]["rules"] == ["stage-task"]
+    # A person ticking it off is not an echo: the note rule runs.
+    list_id = record.resource.split("/")[-2]
+    task = next(
+        t for t in flow.graph.tasks(ANN, list_id) if t["id"] == made["entity_id"]
+    )
+    flow.run(lambda: flow.graph.complete_task(ANN, list_id, task["id"]))
+    flow.wait(lambda: len(flow.events("taskCompleted")) == 1 and flow.idle())
+    [done] = flow.events("taskCompleted")
+    assert done["caused_by"] is None
+    [run] = done["runs"]
+    assert (run["rule"], run["outcome"]) == ("task-done-note", "fired")
+
+
 def test_graphs_repeats_and_forgeries_through_the_simulator(flow: Flow) -> None:
     flow.subscribe("inbox")
     flow.graph.duplicate_deliveries = 1

@@ -388,3 +388,49 @@ def test_the_trace_is_json() -> None:
         "at": "2025-03-14T11:30:00+11:00",
         "reason": "2h after the event",
     }
+
+
+def _caused_by(*rules: str) -> dict[str, Any]:
+    return {
+        "rule": rules[0],
+        "step": "task",
+        "kind": "todo_task",
+        "action": f"e1:{rules[0]}:task",
+        "event": "e1",
+        "rules": list(rules),
+    }
+
+
+def test_a_rule_does_not_run_on_its_own_echo() -> None:
+    context = sample_context("dealChangesStage")
+    context["event"]["caused_by"] = _caused_by("approved-task")
+
+    decision = evaluate(rule_from(APPROVED), context)
+
+    assert (decision.outcome, decision.fired, decision.steps) == ("echo", False, ())
+    assert decision.as_trace()["echo"]["action"] == "e1:approved-task:task"
+    assert describe(decision).splitlines() == [
+        "rule approved-task on dealChangesStage: echo",
+        "  not run: this event's item was made by step task of rule approved-task "
+        "for event e1; a rule does not run on what its own work caused",
+    ]
+
+
+def test_a_rule_does_not_run_on_a_chain_it_started() -> None:
+    context = sample_context("dealChangesStage")
+    context["event"]["caused_by"] = _caused_by("mailer", "approved-task", "first")
+
+    text = describe(evaluate(rule_from(APPROVED), context))
+
+    assert text.splitlines()[1] == (
+        "  not run: this event's item was made by step task of rule mailer for "
+        "event e1, in a chain this rule started (mailer <- approved-task); a rule "
+        "does not run on what its own work caused"
+    )
+
+
+def test_a_rule_runs_on_what_other_rules_made() -> None:
+    context = sample_context("dealChangesStage")
+    context["event"]["caused_by"] = _caused_by("mailer", "first")
+
+    assert evaluate(rule_from(APPROVED), context).outcome == "fired"

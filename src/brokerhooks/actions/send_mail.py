@@ -37,13 +37,11 @@ from brokerhooks.actions.support import graph, read_params
 from brokerhooks.connectors.errors import PermanentError
 from brokerhooks.connectors.msgraph.client import GraphClient
 from brokerhooks.connectors.msgraph.errors import GraphRequestError
-from brokerhooks.connectors.msgraph.resources import MailMessage
+from brokerhooks.connectors.msgraph.resources import KEY_HEADER, MailMessage
 from brokerhooks.rules.model import Addresses, SendMailParams
 from brokerhooks.store.processing import LeaseLost
 
 log = structlog.get_logger("brokerhooks.actions")
-
-KEY_HEADER = "x-brokerhooks-key"
 
 
 class SendMail:

@@ -105,7 +105,13 @@ class Trace(_Body):
     outcome: str | None = Field(
         default=None,
         description="`fired`, `condition_false`, `condition_failed`, "
-        "`not_triggered` or `disabled`; absent when the rule could not run.",
+        "`not_triggered`, `disabled` or `echo` (the event's item was made by "
+        "this rule's own work); absent when the rule could not run.",
+    )
+    echo: dict[str, Any] | None = Field(
+        default=None,
+        description="For an echo: the action that made the event's item "
+        "(`rule`, `step`, `kind`, `action`, `event`) and the chain of `rules`.",
     )
     condition: ConditionTrace | None = None
     steps: list[StepTrace] = Field(default_factory=list)
@@ -237,6 +243,12 @@ class EventDetail(EventSummary):
         description="The subject's snapshot before this event."
     )
     changes: dict[str, Change] | None
+    caused_by: dict[str, Any] | None = Field(
+        default=None,
+        description="For an event whose item one of brokerhooks' own actions "
+        "made (an echo): that action (`rule`, `step`, `kind`, `action`, `event`) "
+        "and the chain of `rules` that led to it.",
+    )
     runs: list[EventRun]
 
 

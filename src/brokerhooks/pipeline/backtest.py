@@ -92,6 +92,7 @@ def backtest(
             stored.changes,
             broker_vars,
             event.received_at,
+            stored.caused_by,
         )
         if isinstance(fetched, GraphFetched):
             variables = graph_context(variables, fetched)

@@ -55,8 +55,13 @@ def rule_context(
     changes: Mapping[str, Any],
     broker: Mapping[str, Any],
     now: datetime,
+    caused_by: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The variables a rule sees for ``event``."""
+    """The variables a rule sees for ``event``.
+
+    ``caused_by`` is the action that made the event's item, for an echo
+    (``pipeline.echoes``).
+    """
     snapshots: dict[str, Any] = {"deal": None, "contact": None, "note": None}
     for subject, _entity_id, data in fetched.all():
         snapshots[subject] = data
@@ -69,6 +74,7 @@ def rule_context(
             "deal_id": event.deal_id,
             "received_at": event.received_at,
             "payload": json.loads(event.payload),
+            "caused_by": dict(caused_by) if caused_by is not None else None,
         },
         **snapshots,
         "previous": previous,

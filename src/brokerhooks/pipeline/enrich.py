@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from brokerhooks.connectors.msgraph.resources import JSON
+from brokerhooks.connectors.msgraph.resources import JSON, KEY_HEADER
 from brokerhooks.ingest.msgraph_events import graph_subject_of
 from brokerhooks.ingest.salestrekker_events import subject_of
 from brokerhooks.store.processing import EventToProcess
@@ -102,7 +102,8 @@ async def fetch(reader: SalesTrekkerReader, event: EventToProcess) -> Fetched:
 
 MESSAGE_SELECT = (
     "id,subject,bodyPreview,from,toRecipients,ccRecipients,receivedDateTime,"
-    "sentDateTime,hasAttachments,importance,isRead,conversationId,webLink,categories"
+    "sentDateTime,hasAttachments,importance,isRead,conversationId,webLink,categories,"
+    "internetMessageHeaders"
 )
 
 
@@ -182,7 +183,20 @@ def project_message(message: JSON) -> dict[str, Any]:
         "conversationId": message.get("conversationId"),
         "webLink": message.get("webLink"),
         "categories": list(message.get("categories") or []),
+        "brokerhooksKey": _header(message, KEY_HEADER),
     }
+
+
+def _header(message: JSON, name: str) -> str | None:
+    """The value of one of the message's internet headers, if it has it."""
+    for header in message.get("internetMessageHeaders") or []:
+        if (
+            isinstance(header, dict)
+            and str(header.get("name", "")).lower() == name
+            and header.get("value")
+        ):
+            return str(header["value"])
+    return None
 
 
 def project_calendar_event(event: JSON) -> dict[str, Any]:

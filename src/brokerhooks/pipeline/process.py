@@ -27,7 +27,7 @@ from brokerhooks.config import Settings
 from brokerhooks.connectors.errors import PermanentError, TransientError
 from brokerhooks.ingest.msgraph_events import SOURCE as GRAPH_SOURCE
 from brokerhooks.metrics import Metrics
-from brokerhooks.pipeline import enrich
+from brokerhooks.pipeline import echoes, enrich
 from brokerhooks.pipeline.changes import compute_changes
 from brokerhooks.pipeline.decide import Verdict, decide, rule_context
 from brokerhooks.pipeline.decide import record as record_runs
@@ -164,7 +164,7 @@ class EventProcessor:
         except Exception as error:
             return await self._failed(job, worker, event, attempt_id, error)
 
-        previous, rules, broker = await self._store(
+        previous, rules, broker, caused_by = await self._store(
             lambda c: self._read(c, event, fetched)
         )
         diff = graph_changes if isinstance(fetched, GraphFetched) else compute_changes
@@ -178,6 +178,7 @@ class EventProcessor:
             changes,
             broker,
             utcnow(),
+            caused_by,
         )
         if isinstance(fetched, GraphFetched):
             context = graph_context(context, fetched)
@@ -194,14 +195,21 @@ class EventProcessor:
                 changes,
                 verdicts,
                 context,
+                caused_by,
             )
         )
         return processing.DONE, None
 
     def _read(
         self, connection: Connection, event: EventToProcess, fetched: enrich.Fetched
-    ) -> tuple[StoredSnapshot | None, list[Rule], dict[str, Any]]:
-        """What deciding needs from the store: previous snapshot, rules, broker."""
+    ) -> tuple[
+        StoredSnapshot | None, list[Rule], dict[str, Any], dict[str, Any] | None
+    ]:
+        """What deciding needs from the store.
+
+        The previous snapshot, the rules, the broker, and the action that
+        made the event's item if the event is an echo of one.
+        """
         if event.snapshot_id is not None:
             # A replay compares with what the first run compared with.
             previous = (
@@ -223,7 +231,14 @@ class EventProcessor:
             "name": record.name,
             "timezone": self._settings.timezone,
         }
-        return previous, rules, broker
+        caused_by = echoes.cause_of(
+            connection,
+            broker_id=event.broker_id,
+            event_type=event.type,
+            entity_id=fetched.entity_id,
+            data=fetched.data,
+        )
+        return previous, rules, broker, caused_by
 
     def _record(
         self,
@@ -237,6 +252,7 @@ class EventProcessor:
         changes: dict[str, Any],
         verdicts: list[Verdict],
         context: dict[str, Any],
+        caused_by: dict[str, Any] | None,
     ) -> None:
         """Store snapshots, changes and runs and finish the job, all at once."""
         snapshot_ids = [
@@ -265,6 +281,7 @@ class EventProcessor:
             snapshot_id=snapshot_ids[0],
             previous_snapshot_id=previous.id if previous else None,
             changes=changes,
+            caused_by=caused_by,
         )
 
     def _graph_source(self) -> GraphSource:

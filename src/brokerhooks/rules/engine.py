@@ -41,7 +41,12 @@ from brokerhooks.rules.model import Params, Rule, StepBase, TextKind, format_dur
 from brokerhooks.rules.templates import render, timezone_of, to_datetime
 
 Outcome = Literal[
-    "fired", "disabled", "not_triggered", "condition_false", "condition_failed"
+    "fired",
+    "disabled",
+    "not_triggered",
+    "echo",
+    "condition_false",
+    "condition_failed",
 ]
 When = Literal["now", "later", "skip"]
 
@@ -85,6 +90,8 @@ class RuleDecision:
     outcome: Outcome
     condition: ConditionResult | None = None
     steps: tuple[StepDecision, ...] = field(default=())
+    # For an echo: the action that made the event's item, and its chain.
+    echo: Mapping[str, Any] | None = None
 
     @property
     def fired(self) -> bool:
@@ -98,6 +105,7 @@ class RuleDecision:
             "outcome": self.outcome,
             "condition": _condition_trace(self.condition),
             "steps": [_step_trace(step) for step in self.steps],
+            **({"echo": _jsonable(dict(self.echo))} if self.echo else {}),
         }
 
 
@@ -116,6 +124,10 @@ def evaluate(
         return RuleDecision(rule.id, event_type, "disabled")
     if event_type not in rule.trigger:
         return RuleDecision(rule.id, event_type, "not_triggered")
+    caused_by = event.get("caused_by") if isinstance(event, Mapping) else None
+    if isinstance(caused_by, Mapping) and rule.id in (caused_by.get("rules") or ()):
+        # The event comes from this rule's own work: running would feed itself.
+        return RuleDecision(rule.id, event_type, "echo", echo=caused_by)
 
     condition = _condition(rule, context)
     if condition.error is not None:
@@ -356,11 +368,26 @@ def describe(decision: RuleDecision) -> str:
     """A short text block saying what the rule decided and why."""
     outcome = decision.outcome.replace("_", " ")
     lines = [f"rule {decision.rule_id} on {decision.event_type}: {outcome}"]
+    if decision.echo is not None:
+        lines.append(f"  {echo_reason(decision.rule_id, decision.echo)}")
     if decision.condition is not None:
         lines.extend(f"  {line}" for line in decision.condition.explain())
     for step in decision.steps:
         lines.extend(_describe_step(step))
     return "\n".join(lines)
+
+
+def echo_reason(rule_id: str, caused_by: Mapping[str, Any]) -> str:
+    """Why ``rule_id`` did not run on an event its own work caused."""
+    text = (
+        f"not run: this event's item was made by step {caused_by.get('step')} of "
+        f"rule {caused_by.get('rule')} for event {caused_by.get('event')}"
+    )
+    chain = [str(rule) for rule in caused_by.get("rules") or ()]
+    if rule_id != caused_by.get("rule") and rule_id in chain:
+        path = " <- ".join(chain[: chain.index(rule_id) + 1])
+        text += f", in a chain this rule started ({path})"
+    return text + "; a rule does not run on what its own work caused"
 
 
 def _describe_step(step: StepDecision) -> list[str]:

@@ -276,6 +276,22 @@ EVENT: Final = _object(
         "payload": Field(
             FieldType.ANY, "the webhook's JSON body, or the Graph notification"
         ),
+        "caused_by": _object(
+            "the brokerhooks action that made this event's item (a note, task, "
+            "calendar event or mail), if one did; null otherwise",
+            {
+                "rule": _scalar(_S, "the rule of that action"),
+                "step": _scalar(_S, "its step"),
+                "kind": _scalar(_S, "its kind, e.g. salestrekker_note"),
+                "action": _scalar(_S, "its key in the ledger"),
+                "event": _scalar(_ID, "the event it ran for"),
+                "rules": _list(
+                    "every rule of the chain that led here, newest first",
+                    _scalar(_S, ""),
+                ),
+            },
+            nullable=True,
+        ),
     },
 )
 
@@ -386,6 +402,11 @@ MESSAGE: Final = _object(
         "conversationId": _scalar(_ID, "the conversation (thread)", nullable=True),
         "webLink": _scalar(_S, "where to open it in Outlook on the web", nullable=True),
         "categories": _list("Outlook categories", _scalar(_S, "")),
+        "brokerhooksKey": _scalar(
+            _S,
+            "the key of the brokerhooks action that sent this mail, if one did",
+            nullable=True,
+        ),
     },
 )
 
@@ -1044,6 +1065,7 @@ def sample_context(event_type: str, *, all_changes: bool = False) -> dict[str, A
             "deal_id": None if subject == "contact" else _DEAL_ID,
             "received_at": SAMPLE_NOW,
             "payload": payload,
+            "caused_by": None,
         },
         **snapshots,
         "previous": None if first else _previous(snapshots[subject], changed),
@@ -1078,6 +1100,7 @@ _MESSAGE: Final[dict[str, Any]] = {
     "conversationId": "AAQkAGI2TG93-conversation",
     "webLink": "https://outlook.office365.com/owa/?ItemID=AAMkAGI2TG93AAA",
     "categories": [],
+    "brokerhooksKey": None,
 }
 
 _CALENDAR_EVENT: Final[dict[str, Any]] = {
@@ -1233,6 +1256,7 @@ def _graph_sample(event_type: str, *, all_changes: bool) -> dict[str, Any]:
                     "resourceData": {"id": data["id"]},
                 },
             },
+            "caused_by": None,
         },
         **{name: data if name == subject else None for name in _GRAPH_SAMPLES},
         "deal": copy.deepcopy(_DEAL) if matched else None,

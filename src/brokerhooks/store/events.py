@@ -148,6 +148,7 @@ def event_details(connection: Connection, event_id: str) -> dict[str, Any]:
             Event.previous_snapshot_id,
             Event.changes,
             Event.processed_at,
+            Event.caused_by,
         ).where(Event.id == event_id)
     ).one()
     document = record.as_dict()
@@ -166,6 +167,7 @@ def event_details(connection: Connection, event_id: str) -> dict[str, Any]:
         snapshot=processing.snapshot_data(connection, row.snapshot_id),
         previous=processing.snapshot_data(connection, row.previous_snapshot_id),
         changes=json.loads(row.changes) if row.changes else None,
+        caused_by=json.loads(row.caused_by) if row.caused_by else None,
         runs=runs.runs_of_event(connection, event_id),
     )
     return document

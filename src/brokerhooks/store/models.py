@@ -106,6 +106,8 @@ class Event(Base):
     previous_snapshot_id: Mapped[int | None] = mapped_column(BigInteger)
     changes: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # JSON, for an event one of brokerhooks' own actions caused (an echo).
+    caused_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_events_broker_id_id", "broker_id", "id"),
@@ -376,6 +378,8 @@ class ActionRecord(Base):
             "step_id",
         ),
         Index("ix_actions_status", "status"),
+        # What an action made, found again when it comes back as an event.
+        Index("ix_actions_broker_id_remote_id", "broker_id", "remote_id"),
     )
 
 

@@ -209,6 +209,7 @@ def complete(
     snapshot_id: int | None,
     previous_snapshot_id: int | None,
     changes: dict[str, Any],
+    caused_by: dict[str, Any] | None = None,
 ) -> None:
     """Record a processed event; LeaseLost if another worker took the job."""
     if not queue.finish(connection, job_id=job_id, worker=worker):
@@ -224,9 +225,16 @@ def complete(
             previous_snapshot_id=previous_snapshot_id,
             changes=json.dumps(changes, sort_keys=True),
             processed_at=now,
+            caused_by=json.dumps(caused_by, sort_keys=True) if caused_by else None,
         )
     )
     _end_attempt(connection, attempt_id, "done", None)
+
+
+def caused_by(connection: Connection, event_id: str) -> dict[str, Any] | None:
+    """The action that caused a processed event, if brokerhooks' own did."""
+    found = connection.scalar(select(Event.caused_by).where(Event.id == event_id))
+    return json.loads(found) if found else None
 
 
 def park(
@@ -390,6 +398,7 @@ class ProcessedEvent:
     snapshots: dict[str, dict[str, Any]]
     previous: dict[str, Any] | None
     changes: dict[str, Any]
+    caused_by: dict[str, Any] | None = None
 
 
 def processed_events(
@@ -432,6 +441,7 @@ def processed_events(
                 snapshots=snapshots,
                 previous=snapshot_data(connection, row.previous_snapshot_id),
                 changes=json.loads(row.changes) if row.changes else {},
+                caused_by=json.loads(row.caused_by) if row.caused_by else None,
             )
         )
     return found

@@ -103,6 +103,23 @@ def find_action(connection: Connection, key: str) -> LedgerEntry | None:
     return _entry(row) if row is not None else None
 
 
+def find_made(
+    connection: Connection, broker_id: str, remote_id: str, kinds: tuple[str, ...]
+) -> LedgerEntry | None:
+    """The broker's action of one of ``kinds`` that made ``remote_id``."""
+    row = connection.execute(
+        select(ActionRecord.__table__)
+        .where(
+            ActionRecord.broker_id == broker_id,
+            ActionRecord.remote_id == remote_id,
+            ActionRecord.kind.in_(kinds),
+        )
+        .order_by(ActionRecord.created_at)
+        .limit(1)
+    ).one_or_none()
+    return _entry(row) if row is not None else None
+
+
 def schedule_action(
     connection: Connection,
     *,

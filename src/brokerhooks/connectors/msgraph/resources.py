@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 JSON = dict[str, Any]
+
+# The header on every mail brokerhooks sends: the key of the action that sent it.
+KEY_HEADER = "x-brokerhooks-key"
 BodyType = Literal["text", "html"]
 Importance = Literal["low", "normal", "high"]
 TaskStatus = Literal[

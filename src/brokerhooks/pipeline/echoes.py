@@ -1,0 +1,110 @@
+"""Echoes: events that brokerhooks' own actions caused.
+
+A note a rule writes on a deal comes back as a ``noteCreated`` webhook; a
+To Do task it makes, a calendar event it books or a mail it sends to a
+watched mailbox comes back as a Microsoft Graph notification. Such an event
+is an echo. Processing finds the action that made the item, and the chain
+of rules that led to it, and gives both to the rules as
+``event.caused_by``. A rule never runs on an event whose chain holds the
+rule itself, so no rule can feed itself, alone or through other rules:
+every rule in a chain is a different one, so every chain ends.
+
+An echo is the event of the item's making (``noteCreated``,
+``taskCreated``, ``eventCreated``, ``messageCreated``). What people do
+later to such an item (completing the task, editing the note) is their
+own doing, not an echo.
+
+How a made item is recognised:
+
+- a To Do task by its linked resource, which names the action's key;
+- a mail by its ``x-brokerhooks-key`` header;
+- a SalesTrekker note or an Outlook calendar event by its id, which the
+  ledger keeps as what the action made. A note whose webhook is processed
+  before its action's answer was saved is not recognised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from brokerhooks.actions.todo_task import APPLICATION_NAME
+from brokerhooks.store import processing, runs
+
+# The event that tells of an item's making, by the subject it is about.
+MAKING_EVENTS: dict[str, str] = {
+    "noteCreated": "note",
+    "taskCreated": "task",
+    "eventCreated": "calendar_event",
+    "messageCreated": "message",
+}
+# The action kinds that make items of each subject.
+_MAKERS: dict[str, tuple[str, ...]] = {
+    "note": ("salestrekker_note",),
+    "task": ("todo_task",),
+    "calendar_event": ("calendar_event",),
+    "message": ("send_mail",),
+}
+
+
+def cause_of(
+    connection: Connection,
+    *,
+    broker_id: str,
+    event_type: str,
+    entity_id: str,
+    data: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The action of the broker's that made the event's item, and its chain.
+
+    None unless ``event_type`` tells of an item's making and one of the
+    broker's actions made it.
+    """
+    subject = MAKING_EVENTS.get(event_type)
+    if subject is None:
+        return None
+    entry = _maker(connection, broker_id, subject, entity_id, data or {})
+    if entry is None:
+        return None
+    earlier = processing.caused_by(connection, entry.event_id) or {}
+    rules = [entry.rule_id]
+    rules.extend(rule for rule in earlier.get("rules") or [] if rule not in rules)
+    return {
+        "rule": entry.rule_id,
+        "step": entry.step_id,
+        "kind": entry.kind,
+        "action": entry.key,
+        "event": entry.event_id,
+        "rules": rules,
+    }
+
+
+def _maker(
+    connection: Connection,
+    broker_id: str,
+    subject: str,
+    entity_id: str,
+    data: Mapping[str, Any],
+) -> runs.LedgerEntry | None:
+    for key in _keys_in(subject, data):
+        entry = runs.find_action(connection, key)
+        if entry is not None and entry.broker_id == broker_id:
+            return entry
+    return runs.find_made(connection, broker_id, entity_id, _MAKERS[subject])
+
+
+def _keys_in(subject: str, data: Mapping[str, Any]) -> list[str]:
+    """Action keys the item carries: a task's links, a mail's header."""
+    if subject == "task":
+        return [
+            str(link["externalId"])
+            for link in data.get("linkedResources") or []
+            if isinstance(link, Mapping)
+            and link.get("applicationName") == APPLICATION_NAME
+            and link.get("externalId")
+        ]
+    if subject == "message" and data.get("brokerhooksKey"):
+        return [str(data["brokerhooksKey"])]
+    return []
