@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -143,6 +144,7 @@ def schedule_one_action(
     kind: str,
     deal_id: str | None = None,
     connection_name: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> str:
     """A fired run of rule ``r`` whose step ``s`` is queued now; its ledger key."""
     run_id = runs.insert_run(
@@ -169,6 +171,6 @@ def schedule_one_action(
         connection_name=connection_name,
         run_at=utcnow(),
         schedule=None,
-        params={},
+        params=params or {},
     )
     return key

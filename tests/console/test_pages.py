@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import timedelta
@@ -516,8 +517,10 @@ def test_an_echo_run_names_the_action_that_made_the_item(
             utcnow(),
             cause,
         )
-        record(
-            connection, event, decide(load_rules(ANSWER_RULE).rules, context), context
+        verdicts = decide(list(load_rules(ANSWER_RULE).rules), context)
+        record(connection, event, verdicts, context)
+        connection.execute(
+            update(Event).where(Event.id == echo).values(caused_by=json.dumps(cause))
         )
 
     page = ann.get(f"/console/events/{echo}")
@@ -526,3 +529,4 @@ def test_an_echo_run_names_the_action_that_made_the_item(
     assert 'Rule <a href="/console/rules/answer">answer</a>: echo' in page.text
     assert "made by step <code>reply</code> of rule" in page.text
     assert f'href="/console/events/{first}"' in page.text
+    assert "<dt>Made by</dt><dd>brokerhooks: step <code>reply</code>" in page.text

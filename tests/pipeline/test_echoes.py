@@ -7,18 +7,23 @@ loopback HTTP, and To Do tasks as Microsoft Graph events.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
+from brokerhooks.config import Settings
 from brokerhooks.pipeline.backtest import backtest
+from brokerhooks.pipeline.echoes import cause_of
 from brokerhooks.rules.validate import load_rules
+from brokerhooks.security.secrets import Vault
+from brokerhooks.store import runs
 from brokerhooks.store.brokers import get_broker_by_id
 from brokerhooks.store.database import transaction
 from brokerhooks.store.models import Event
 from brokerhooks.store.types import utcnow
-from tests.helpers import save_rules
+from tests.helpers import add_broker, queue_event, save_rules, schedule_one_action
 from tests.pipeline.test_rules_flow import Flow, authority_url, certificates, flow, sim
 
 __all__ = ["authority_url", "certificates", "flow", "sim"]
@@ -180,3 +185,40 @@ def test_a_back_test_sees_the_echo(flow: Flow) -> None:
         if verdict.decision is not None
     )
     assert outcomes == ["echo", "fired"]
+
+
+def test_a_note_whose_action_has_not_said_what_it_made_is_matched_by_text(
+    engine: Engine, settings: Settings
+) -> None:
+    broker = add_broker(engine, Vault(settings.fernet_keys), name="notes")
+    deal = str(uuid.uuid4())
+    event_id = queue_event(engine, broker.id, "dealChangesStage", deal, deal)
+    with transaction(engine, write=True) as connection:
+        key = schedule_one_action(
+            connection,
+            broker_id=broker.id,
+            event_id=event_id,
+            kind="salestrekker_note",
+            deal_id=deal,
+            params={"content": "Valuation ordered"},
+        )
+        runs.start_action(connection, key, "w")
+
+    def cause(content: str, note_id: str = "note-1") -> Any:
+        with transaction(engine) as connection:
+            return cause_of(
+                connection,
+                broker_id=broker.id,
+                event_type="noteCreated",
+                entity_id=note_id,
+                data={"id": note_id, "idTicket": deal, "content": content},
+            )
+
+    # In flight: found by its text, not by another text.
+    assert cause("Valuation ordered")["action"] == key
+    assert cause("Valuation ordered by hand") is None
+    # Once it has said what it made, only that note is its echo.
+    with transaction(engine, write=True) as connection:
+        runs.end_action(connection, key, status=runs.DONE, remote_id="note-1")
+    assert cause("Valuation ordered")["action"] == key
+    assert cause("Valuation ordered", note_id="note-2") is None

@@ -19,8 +19,10 @@ How a made item is recognised:
 - a To Do task by its linked resource, which names the action's key;
 - a mail by its ``x-brokerhooks-key`` header;
 - a SalesTrekker note or an Outlook calendar event by its id, which the
-  ledger keeps as what the action made. A note whose webhook is processed
-  before its action's answer was saved is not recognised.
+  ledger keeps as what the action made. A note's webhook can be processed
+  before its action has saved that id (the action is still running, or its
+  answer was lost and it waits to be retried): then the note is matched to
+  such an action of the same deal by its text, which the action wrote.
 """
 
 from __future__ import annotations
@@ -92,7 +94,23 @@ def _maker(
         entry = runs.find_action(connection, key)
         if entry is not None and entry.broker_id == broker_id:
             return entry
-    return runs.find_made(connection, broker_id, entity_id, _MAKERS[subject])
+    found = runs.find_made(connection, broker_id, entity_id, _MAKERS[subject])
+    if found is None and subject == "note":
+        return _note_in_flight(connection, broker_id, data)
+    return found
+
+
+def _note_in_flight(
+    connection: Connection, broker_id: str, note: Mapping[str, Any]
+) -> runs.LedgerEntry | None:
+    """A note action of the note's deal, unfinished, that wrote this text."""
+    deal_id, content = note.get("idTicket"), note.get("content")
+    if not isinstance(deal_id, str) or not isinstance(content, str):
+        return None
+    for entry in runs.unrecorded(connection, broker_id, deal_id, "salestrekker_note"):
+        if entry.params.get("content") == content:
+            return entry
+    return None
 
 
 def _keys_in(subject: str, data: Mapping[str, Any]) -> list[str]:

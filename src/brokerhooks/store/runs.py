@@ -120,6 +120,28 @@ def find_made(
     return _entry(row) if row is not None else None
 
 
+def unrecorded(
+    connection: Connection, broker_id: str, deal_id: str, kind: str
+) -> list[LedgerEntry]:
+    """The deal's actions of ``kind`` that may have acted without saying what.
+
+    Scheduled or running, and with nothing remembered as made: an attempt
+    in flight, or one whose answer was lost. Newest first.
+    """
+    rows = connection.execute(
+        select(ActionRecord.__table__)
+        .where(
+            ActionRecord.broker_id == broker_id,
+            ActionRecord.deal_id == deal_id,
+            ActionRecord.kind == kind,
+            ActionRecord.status.in_((SCHEDULED, RUNNING)),
+            ActionRecord.remote_id.is_(None),
+        )
+        .order_by(ActionRecord.created_at.desc())
+    ).all()
+    return [_entry(row) for row in rows]
+
+
 def schedule_action(
     connection: Connection,
     *,
