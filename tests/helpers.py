@@ -21,6 +21,18 @@ from brokerhooks.store.models import RECEIVED, Event, Job
 from brokerhooks.store.queue import ordering_key
 from brokerhooks.store.types import utcnow, uuid7
 
+# A rule that writes a note for every note: without the echo guard, without end.
+ANSWERING_NOTES = """\
+rules:
+  - id: answer
+    trigger: noteCreated
+    actions:
+      - id: reply
+        kind: salestrekker_note
+        params:
+          content: "Seen: {{ note.content }}"
+"""
+
 
 def add_broker(
     engine: Engine,

@@ -24,7 +24,7 @@ from brokerhooks.store.processing import NEEDS_ATTENTION
 from brokerhooks.store.types import utcnow
 from brokerhooks.store.users import list_users
 from tests.console.conftest import ACME_KEY, PASSWORD, ConsoleApp, csrf_of
-from tests.helpers import queue_event
+from tests.helpers import ANSWERING_NOTES, queue_event
 
 BAD_RULE = """\
 rules:
@@ -474,18 +474,6 @@ def test_the_root_leads_to_the_console(console: ConsoleApp) -> None:
     assert response.headers["location"] == "/console/"
 
 
-ANSWER_RULE = """\
-rules:
-  - id: answer
-    trigger: noteCreated
-    actions:
-      - id: reply
-        kind: salestrekker_note
-        params:
-          content: "Seen: {{ note.content }}"
-"""
-
-
 def test_an_echo_run_names_the_action_that_made_the_item(
     console: ConsoleApp, ann: httpx.Client
 ) -> None:
@@ -517,7 +505,7 @@ def test_an_echo_run_names_the_action_that_made_the_item(
             utcnow(),
             cause,
         )
-        verdicts = decide(list(load_rules(ANSWER_RULE).rules), context)
+        verdicts = decide(list(load_rules(ANSWERING_NOTES).rules), context)
         record(connection, event, verdicts, context)
         connection.execute(
             update(Event).where(Event.id == echo).values(caused_by=json.dumps(cause))

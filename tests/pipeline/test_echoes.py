@@ -23,22 +23,17 @@ from brokerhooks.store.brokers import get_broker_by_id
 from brokerhooks.store.database import transaction
 from brokerhooks.store.models import Event
 from brokerhooks.store.types import utcnow
-from tests.helpers import add_broker, queue_event, save_rules, schedule_one_action
+from tests.helpers import (
+    ANSWERING_NOTES,
+    add_broker,
+    queue_event,
+    save_rules,
+    schedule_one_action,
+)
 from tests.pipeline.test_rules_flow import Flow, authority_url, certificates, flow, sim
 
 __all__ = ["authority_url", "certificates", "flow", "sim"]
 
-# Each rule writes a note for every note: without the guard, without end.
-ANSWERING = """\
-rules:
-  - id: answer
-    trigger: noteCreated
-    actions:
-      - id: reply
-        kind: salestrekker_note
-        params:
-          content: "Seen: {{ note.content }}"
-"""
 SECOND = """\
 rules:
   - id: second
@@ -76,7 +71,7 @@ def runs_by_rule(event: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_a_rule_does_not_answer_its_own_note(flow: Flow) -> None:
-    save_rules(flow.engine, flow.broker_id, ANSWERING)
+    save_rules(flow.engine, flow.broker_id, ANSWERING_NOTES)
     deal = flow.salestrekker.DEAL_ID
     before = set(flow.salestrekker.state.notes)
 
@@ -102,7 +97,7 @@ def test_a_rule_does_not_answer_its_own_note(flow: Flow) -> None:
 
 
 def test_two_rules_answering_each_other_stop(flow: Flow) -> None:
-    save_rules(flow.engine, flow.broker_id, ANSWERING)
+    save_rules(flow.engine, flow.broker_id, ANSWERING_NOTES)
     save_rules(flow.engine, flow.broker_id, SECOND)
     deal = flow.salestrekker.DEAL_ID
     before = set(flow.salestrekker.state.notes)
@@ -143,7 +138,7 @@ def test_two_rules_answering_each_other_stop(flow: Flow) -> None:
 def test_a_rule_still_runs_on_notes_other_rules_wrote(flow: Flow) -> None:
     # `approved` (test_rules_flow's rules) writes a note when a deal is
     # approved; `answer` answers it once, and not its own answer.
-    save_rules(flow.engine, flow.broker_id, ANSWERING)
+    save_rules(flow.engine, flow.broker_id, ANSWERING_NOTES)
     deal = flow.salestrekker.DEAL_ID
     flow.drive(lambda st: st.update_deal(deal, description="warm up"))
     flow.wait(flow.idle)
@@ -164,7 +159,7 @@ def test_a_rule_still_runs_on_notes_other_rules_wrote(flow: Flow) -> None:
 
 
 def test_a_back_test_sees_the_echo(flow: Flow) -> None:
-    save_rules(flow.engine, flow.broker_id, ANSWERING)
+    save_rules(flow.engine, flow.broker_id, ANSWERING_NOTES)
     deal = flow.salestrekker.DEAL_ID
     flow.drive(lambda st: st.add_note(deal, "Client called"))
     flow.wait(lambda: len(note_events(flow)) == 2 and flow.idle())
@@ -173,7 +168,7 @@ def test_a_back_test_sees_the_echo(flow: Flow) -> None:
         report = backtest(
             connection,
             get_broker_by_id(connection, flow.broker_id),
-            load_rules(ANSWERING).rules,
+            load_rules(ANSWERING_NOTES).rules,
             since=utcnow() - timedelta(hours=1),
             limit=100,
             timezone="Australia/Sydney",
