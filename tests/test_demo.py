@@ -59,3 +59,8 @@ def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
     assert (
         "in Microsoft 365: 1 task(s), 4 mail(s), 1 calendar event(s)" in result.stdout
     )
+    # What the rules made comes back, and is known for theirs: the notes they
+    # write, and the mails to the broker's watched inbox (sent after it is).
+    assert "made by rule documents-note (salestrekker_note)" in result.stdout
+    mails_back = "event messageCreated         done             made by rule note-mail"
+    assert result.stdout.count(mails_back) == 2

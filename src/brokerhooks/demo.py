@@ -293,7 +293,12 @@ class Demo:
         )
 
     async def _settle(self, timeout: float = 30.0) -> None:
-        """Wait for the simulator's webhooks and their processing; print them."""
+        """Wait for the simulators' webhooks and their processing; print them.
+
+        Microsoft 365 notifies what the actions change (a mail they send to
+        the watched inbox) as they run: once everything looks done, its
+        deliveries are awaited and the events looked at again.
+        """
         await self.simulator.flush()
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
@@ -314,7 +319,10 @@ class Demo:
                 and action["run_at"] <= utcnow()
             ]
             if settled and not due:
-                return
+                await self.graph.flush_notifications()
+                later, _ = await asyncio.to_thread(self._progress)
+                if len(later) == len(rows):
+                    return
             await asyncio.sleep(0.1)
 
     def _progress(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -327,6 +335,7 @@ class Demo:
                     Event.status,
                     Event.changes,
                     Event.status_reason,
+                    Event.caused_by,
                 ).order_by(Event.id)
             ).all()
             actions = connection.execute(
@@ -355,6 +364,9 @@ def _describe(row: dict[str, Any]) -> str:
         parts.append(f"{name}: {before} → {after}")
     if parts:
         text += "  " + "; ".join(parts)
+    cause = json.loads(row["caused_by"]) if row["caused_by"] else None
+    if cause:
+        text += f"  made by rule {cause['rule']} ({cause['kind']})"
     if row["status_reason"] and row["status"] not in PENDING:
         text += f"  ({row['status_reason']})"
     return text

@@ -334,6 +334,63 @@ async def test_mail_that_arrives_is_notified_with_the_client_state(
     assert fetched.json()["from"]["emailAddress"]["address"] == "linh@example.com"
 
 
+async def test_mail_sent_to_a_mailbox_of_the_tenant_arrives_in_its_inbox(
+    sim: MicrosoftGraphSimulator,
+    http: httpx.AsyncClient,
+    app_only: dict[str, str],
+    receiver: Receiver,
+) -> None:
+    await subscribe(http, app_only, f"users/{BOB}/mailFolders('inbox')/messages")
+    to = [
+        {"emailAddress": {"name": "Bob", "address": BOB.upper()}},
+        {"emailAddress": {"address": "client@example.com"}},
+    ]
+    message = {
+        "subject": "Valuation booked",
+        "body": {"contentType": "HTML", "content": "<p>Tuesday</p>"},
+        "toRecipients": to,
+        "ccRecipients": [{"emailAddress": {"address": ANN}}],
+        "bccRecipients": [{"emailAddress": {"address": BOB}}],
+        "internetMessageHeaders": [{"name": "x-brokerhooks-key", "value": "k1"}],
+    }
+
+    sent = await http.post(
+        f"/v1.0/users/{ANN}/sendMail", headers=app_only, json={"message": message}
+    )
+    draft = await http.post(
+        f"/v1.0/users/{ANN}/messages",
+        headers=app_only,
+        json={"subject": "Second", "toRecipients": [to[0]]},
+    )
+    await http.post(
+        f"/v1.0/users/{ANN}/messages/{draft.json()['id']}/send", headers=app_only
+    )
+    await sim.flush_notifications()
+
+    assert sent.status_code == 202
+    bob = (await http.get(f"/v1.0/users/{BOB}/messages", headers=app_only)).json()
+    ann = (await http.get(f"/v1.0/users/{ANN}/messages", headers=app_only)).json()
+    # One copy per mailbox however often it is named; none for outsiders.
+    assert [m["subject"] for m in bob["value"]] == ["Valuation booked", "Second"]
+    assert [m["subject"] for m in ann["value"]] == ["Valuation booked"]
+    first = bob["value"][0]
+    assert first["from"]["emailAddress"] == {"name": "Ann Smith", "address": ANN}
+    assert first["body"] == {"contentType": "html", "content": "<p>Tuesday</p>"}
+    assert first["toRecipients"] == to
+    assert first["parentFolderId"] == ann["value"][0]["parentFolderId"]
+    assert first["id"] != ann["value"][0]["id"]
+    headers = await http.get(
+        f"/v1.0/users/{BOB}/messages/{first['id']}",
+        headers=app_only,
+        params={"$select": "internetMessageHeaders"},
+    )
+    assert headers.json()["internetMessageHeaders"] == message["internetMessageHeaders"]
+    # Only Bob's inbox is watched: his two copies are notified.
+    assert [item["resourceData"]["id"] for item in receiver.items()] == [
+        m["id"] for m in bob["value"]
+    ]
+
+
 async def test_task_changes_made_through_graph_or_in_to_do_are_notified(
     sim: MicrosoftGraphSimulator,
     http: httpx.AsyncClient,

@@ -17,6 +17,9 @@ Sent Items with ``isDraft`` false. A sent message keeps its id here, as Graph
 keeps it for a client that asks for immutable ids (``Prefer:
 IdType="ImmutableId"``, which the client sends). GUESS: sending a message
 that is not a draft answers 400 ``ErrorInvalidRequest``.
+
+Mail sent to a mailbox of the tenant, by either way or by ``sendMail``,
+arrives in that mailbox's inbox as a new message (``deliver_sent``).
 """
 
 from __future__ import annotations
@@ -86,11 +89,14 @@ def new_message(
     body: str,
     cc: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    content_type: str = "text",
+    to: list[JSON] | None = None,
 ) -> JSON:
     """A message as it lands in ``user``'s inbox.
 
     ``headers`` are its own internet headers (``x-...``), which Graph returns
-    only when ``$select`` names ``internetMessageHeaders``.
+    only when ``$select`` names ``internetMessageHeaders``. ``to``: the
+    message's recipients as the sender wrote them (by default, ``user``).
     """
     now = graph_timestamp()
     identifier = message_id()
@@ -113,12 +119,11 @@ def new_message(
         "isRead": False,
         "isDraft": False,
         "webLink": f"https://outlook.office365.com/owa/?ItemID={identifier}",
-        "body": {"contentType": "text", "content": body},
+        "body": {"contentType": content_type, "content": body},
         "sender": who,
         "from": who,
-        "toRecipients": [
-            {"emailAddress": {"name": user.display_name, "address": user.upn}}
-        ],
+        "toRecipients": to
+        or [{"emailAddress": {"name": user.display_name, "address": user.upn}}],
         "ccRecipients": [{"emailAddress": {"address": a}} for a in cc or []],
         "bccRecipients": [],
         "replyTo": [],
@@ -308,4 +313,49 @@ def _send_draft(tenant: Tenant, user: User, identifier: str) -> Answer:
     tenant.sent_mail.append(
         SentMail(mailbox=user.upn, message=message, save_to_sent_items=True)
     )
+    deliver_sent(tenant, user, message)
     return Answer(202)
+
+
+def deliver_sent(tenant: Tenant, sender: User, message: JSON) -> None:
+    """Put a sent message in the inbox of each of its recipients in the tenant.
+
+    Exchange delivers mail between the tenant's own mailboxes, the sender's
+    included when it writes to itself; addresses outside the tenant lead
+    nowhere here. Each copy is a new inbox message, with its own id, that
+    keeps the sent message's subject, body, recipients and internet headers,
+    and is notified as ``created``. Called under ``tenant.lock``. GUESS: the
+    copy lands at once; Exchange takes a moment.
+    """
+    body = message.get("body") or {}
+    headers = {
+        str(header["name"]): str(header["value"])
+        for header in message.get("internetMessageHeaders") or []
+        if isinstance(header, dict) and "name" in header and "value" in header
+    }
+    delivered: set[str] = set()
+    for key in ("toRecipients", "ccRecipients", "bccRecipients"):
+        for recipient in message.get(key) or []:
+            address = (recipient.get("emailAddress") or {}).get("address")
+            user = tenant.find_user(address) if isinstance(address, str) else None
+            if user is None or user.id in delivered:
+                continue
+            delivered.add(user.id)
+            copy = new_message(
+                user,
+                sender=sender.upn,
+                sender_name=sender.display_name,
+                subject=str(message.get("subject") or ""),
+                body=str(body.get("content") or ""),
+                content_type=str(body.get("contentType") or "text").lower(),
+                cc=[
+                    str((cc.get("emailAddress") or {}).get("address"))
+                    for cc in message.get("ccRecipients") or []
+                ],
+                headers=headers or None,
+                to=list(message.get("toRecipients") or []),
+            )
+            user.messages[copy["id"]] = copy
+            subscriptions.record_change(
+                tenant, user, INBOX, copy["id"], "created", etag=copy["@odata.etag"]
+            )

@@ -1,5 +1,8 @@
 """Outlook: sendMail into an inspectable mailbox, and calendar events.
 
+Sent mail is kept in ``Tenant.sent_mail`` for tests to read, and delivered
+to the inbox of each recipient that is a mailbox of the tenant.
+
 sendMail's 202 with no body, its parameter casings and
 ErrorInvalidRecipients are documented; the defaults of a new event copy the
 documented example response. Other behaviour is marked GUESS.
@@ -31,6 +34,7 @@ from brokerhooks.simulators.msgraph.fields import (
     require_recipients,
     string_value,
 )
+from brokerhooks.simulators.msgraph.mail import deliver_sent
 from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User
 
 ATTENDEE_TYPES = ("required", "optional", "resource")
@@ -83,6 +87,7 @@ def send_mail(tenant: Tenant, user: User, body: JSON) -> Answer:
     tenant.sent_mail.append(
         SentMail(mailbox=user.upn, message=message, save_to_sent_items=save)
     )
+    deliver_sent(tenant, user, message)
     return Answer(202)
 
 
