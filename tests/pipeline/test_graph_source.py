@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -406,6 +406,80 @@ def test_a_task_a_rule_made_comes_back_knowing_its_rule(flow: Flow) -> None:
     assert done["caused_by"] is None
     [run] = done["runs"]
     assert (run["rule"], run["outcome"]) == ("task-done-note", "fired")
+
+
+MOVED_NOTE = """\
+rules:
+  - id: moved-note
+    trigger: eventUpdated
+    condition: event.caused_by == null
+    actions:
+      - id: note
+        kind: salestrekker_note
+        params:
+          content: "Moved in Outlook: {{ calendar_event.subject }}"
+"""
+
+
+def test_a_calendar_event_a_rule_moved_is_told_from_one_a_person_moved(
+    flow: Flow,
+) -> None:
+    with transaction(flow.engine, write=True) as db:
+        broker = get_broker(db, "acme")
+        sources = [
+            *split_rule_file(
+                get_recipe("due-date-calendar").render({}),
+                source_name="calendar.yaml",
+                connections=["office"],
+            ),
+            *split_rule_file(MOVED_NOTE, source_name="moved.yaml"),
+        ]
+        for source in sources:
+            save_rule_source(db, broker.id, source)
+    warm_up(flow)
+    flow.subscribe("calendar")
+    deal = flow.salestrekker.DEAL_ID
+    due = date.today() + timedelta(days=28)
+
+    flow.drive(lambda st: st.set_due_date(deal, due))
+    flow.wait(lambda: len(flow.events("eventCreated")) == 1 and flow.idle())
+    flow.drive(lambda st: st.set_due_date(deal, due + timedelta(days=7)))
+    flow.wait(lambda: len(flow.events("eventUpdated")) == 1 and flow.idle())
+
+    [made] = flow.events("eventCreated")
+    [moved] = flow.events("eventUpdated")
+    # The event names no client: its deal is the one its action was for.
+    assert made["deal_id"] == moved["deal_id"] == deal
+    assert made["caused_by"]["rule"] == "due-date-calendar"
+    create, move = [
+        a
+        for event in flow.events("dealChangesDueDate")
+        for run in event["runs"]
+        for a in run["actions"]
+    ]
+    assert made["caused_by"]["action"] == create["key"]
+    assert moved["caused_by"]["action"] == move["key"]
+    assert moved["caused_by"]["kind"] == "calendar_event"
+    [run] = [r for r in moved["runs"] if r["rule"] == "moved-note"]
+    assert run["outcome"] == "condition_false"
+
+    # The broker drags it to another day in Outlook: their own doing.
+    [event] = flow.graph.events(ANN)
+    flow.run(
+        lambda: flow.graph.move_event(
+            ANN,
+            event["id"],
+            start=f"{due + timedelta(days=9)}T09:00:00",
+            end=f"{due + timedelta(days=9)}T10:00:00",
+        )
+    )
+    flow.wait(lambda: len(flow.events("eventUpdated")) == 2 and flow.idle())
+
+    by_person = flow.events("eventUpdated")[1]
+    assert by_person["caused_by"] is None
+    [run] = [r for r in by_person["runs"] if r["rule"] == "moved-note"]
+    assert (run["outcome"], run["status"]) == ("fired", "succeeded")
+    assert f"Moved in Outlook: Due: {DEAL_NAME}" in flow.notes()
 
 
 def test_graphs_repeats_and_forgeries_through_the_simulator(flow: Flow) -> None:

@@ -147,6 +147,9 @@ def result(event: JSON, fields: EventFields, done: str) -> ActionResult:
             "subject": fields.subject,
             "attendees": list(fields.attendees or []),
             "web_link": event.get("webLink"),
+            # Outlook's version of the event as this action left it: a
+            # notification of the change it made carries the same one.
+            "change_key": event.get("changeKey"),
         },
     )
 

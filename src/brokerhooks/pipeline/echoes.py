@@ -10,9 +10,10 @@ rule itself, so no rule can feed itself, alone or through other rules:
 every rule in a chain is a different one, so every chain ends.
 
 An echo is the event of the item's making (``noteCreated``,
-``taskCreated``, ``eventCreated``, ``messageCreated``). What people do
-later to such an item (completing the task, editing the note) is their
-own doing, not an echo.
+``taskCreated``, ``eventCreated``, ``messageCreated``), or of a change an
+action made to a calendar event it keeps in step (``eventUpdated``). What
+people do later to such an item (completing the task, editing the note,
+moving the event) is their own doing, not an echo.
 
 How a made item is recognised:
 
@@ -22,7 +23,10 @@ How a made item is recognised:
   ledger keeps as what the action made. A note's webhook can be processed
   before its action has saved that id (the action is still running, or its
   answer was lost and it waits to be retried): then the note is matched to
-  such an action of the same deal by its text, which the action wrote.
+  such an action of the same deal by its text, which the action wrote;
+- a calendar event's change by its ``changeKey``, Outlook's version of the
+  event, which the action that moved it keeps: a person's later change
+  gives another.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ MAKING_EVENTS: dict[str, str] = {
     "eventCreated": "calendar_event",
     "messageCreated": "message",
 }
+# The event that tells of a change to an item an action keeps in step.
+CHANGING_EVENTS: dict[str, str] = {"eventUpdated": "calendar_event"}
 # The action kinds that make items of each subject.
 _MAKERS: dict[str, tuple[str, ...]] = {
     "note": ("salestrekker_note",),
@@ -61,13 +67,15 @@ def cause_of(
 ) -> dict[str, Any] | None:
     """The action of the broker's that made the event's item, and its chain.
 
-    None unless ``event_type`` tells of an item's making and one of the
-    broker's actions made it.
+    None unless ``event_type`` tells of an item's making (or of a change
+    to a calendar event) and one of the broker's actions made it.
     """
-    subject = MAKING_EVENTS.get(event_type)
-    if subject is None:
+    if subject := MAKING_EVENTS.get(event_type):
+        entry = _maker(connection, broker_id, subject, entity_id, data or {})
+    elif subject := CHANGING_EVENTS.get(event_type):
+        entry = _changer(connection, broker_id, subject, entity_id, data or {})
+    else:
         return None
-    entry = _maker(connection, broker_id, subject, entity_id, data or {})
     if entry is None:
         return None
     earlier = processing.caused_by(connection, entry.event_id) or {}
@@ -98,6 +106,23 @@ def _maker(
     if found is None and subject == "note":
         return _note_in_flight(connection, broker_id, data)
     return found
+
+
+def _changer(
+    connection: Connection,
+    broker_id: str,
+    subject: str,
+    entity_id: str,
+    data: Mapping[str, Any],
+) -> runs.LedgerEntry | None:
+    """The action that left the item as it is now, by its version."""
+    version = data.get("changeKey")
+    if not isinstance(version, str) or not version:
+        return None
+    for entry in runs.acted_on(connection, broker_id, entity_id, _MAKERS[subject]):
+        if (entry.output or {}).get("change_key") == version:
+            return entry
+    return None
 
 
 def _note_in_flight(

@@ -224,6 +224,7 @@ def project_calendar_event(event: JSON) -> dict[str, Any]:
         "isCancelled": bool(event.get("isCancelled")),
         "webLink": event.get("webLink"),
         "categories": list(event.get("categories") or []),
+        "changeKey": event.get("changeKey"),
     }
 
 

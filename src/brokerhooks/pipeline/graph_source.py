@@ -9,9 +9,11 @@ For an event from a Graph subscription the worker
 3. refines the type: a ``taskUpdated`` whose task became completed is a
    ``taskCompleted`` (kept on the event);
 4. finds the deal and contact it is about: a mail by its sender's address,
-   a calendar event by its attendees' (``store.contact_index``), a To Do
-   task by the brokerhooks action that made it (its linked resource's
-   externalId is the action's key, whose ledger entry names the deal). The
+   a calendar event by the brokerhooks action that made it (the ledger
+   keeps the event's id and names the deal), else by its attendees'
+   (``store.contact_index``), a To Do task by the brokerhooks action that
+   made it (its linked resource's externalId is the action's key, whose
+   ledger entry names the deal). The
    deal becomes the event's ``deal_id``, so that actions such as
    ``salestrekker_note`` write on it.
 
@@ -227,6 +229,9 @@ def _match_item(
         sender = (data.get("from") or {}).get("address")
         return _by_address(connection, broker_id, [sender])
     if fetched.subject == "calendar_event":
+        made = _by_maker(connection, broker_id, fetched.entity_id)
+        if made is not None:
+            return made
         addresses = [
             attendee.get("address") for attendee in data.get("attendees") or []
         ]
@@ -259,6 +264,14 @@ def _by_action(
         entry = runs.find_action(connection, str(link.get("externalId") or ""))
         if entry is not None and entry.broker_id == broker_id and entry.deal_id:
             return _Match(None, entry.deal_id)
+    return None
+
+
+def _by_maker(connection: Connection, broker_id: str, event_id: str) -> _Match | None:
+    """The deal of the brokerhooks action that made the calendar event."""
+    entry = runs.find_made(connection, broker_id, event_id, ("calendar_event",))
+    if entry is not None and entry.deal_id:
+        return _Match(None, entry.deal_id)
     return None
 
 

@@ -278,7 +278,8 @@ EVENT: Final = _object(
         ),
         "caused_by": _object(
             "the brokerhooks action that made this event's item (a note, task, "
-            "calendar event or mail), if one did; null otherwise",
+            "calendar event or mail), or made this change to a calendar "
+            "event, if one did; null otherwise",
             {
                 "rule": _scalar(_S, "the rule of that action"),
                 "step": _scalar(_S, "its step"),
@@ -438,6 +439,11 @@ CALENDAR_EVENT: Final = _object(
         "isCancelled": _scalar(_B, "cancelled"),
         "webLink": _scalar(_S, "where to open it in Outlook", nullable=True),
         "categories": _list("Outlook categories", _scalar(_S, "")),
+        "changeKey": _scalar(
+            _S,
+            "Outlook's version of the event; every change gives a new one",
+            nullable=True,
+        ),
     },
 )
 
@@ -1116,6 +1122,7 @@ _CALENDAR_EVENT: Final[dict[str, Any]] = {
     "isCancelled": False,
     "webLink": "https://outlook.office365.com/owa/?itemid=AAMkAGI2TG93AAB",
     "categories": [],
+    "changeKey": "DwAAABYAAAB8u3kmTkJ6Tp6Ucd0U9yNkAAAE1a7o",
 }
 
 _TASK: Final[dict[str, Any]] = {

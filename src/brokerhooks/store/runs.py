@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from brokerhooks.store import queue
 from brokerhooks.store.models import QUEUED, ActionRecord, Job, Run
@@ -108,16 +108,31 @@ def find_made(
 ) -> LedgerEntry | None:
     """The broker's action of one of ``kinds`` that made ``remote_id``."""
     row = connection.execute(
-        select(ActionRecord.__table__)
-        .where(
-            ActionRecord.broker_id == broker_id,
-            ActionRecord.remote_id == remote_id,
-            ActionRecord.kind.in_(kinds),
-        )
-        .order_by(ActionRecord.created_at)
-        .limit(1)
-    ).one_or_none()
+        _acting_on(broker_id, remote_id, kinds).order_by(ActionRecord.created_at)
+    ).first()
     return _entry(row) if row is not None else None
+
+
+def acted_on(
+    connection: Connection, broker_id: str, remote_id: str, kinds: tuple[str, ...]
+) -> list[LedgerEntry]:
+    """The broker's actions of ``kinds`` that made or changed ``remote_id``.
+
+    Newest first: an action that keeps a deal's item in step (a calendar
+    event moved with its deal's date) names the item it changed.
+    """
+    rows = connection.execute(
+        _acting_on(broker_id, remote_id, kinds).order_by(ActionRecord.created_at.desc())
+    ).all()
+    return [_entry(row) for row in rows]
+
+
+def _acting_on(broker_id: str, remote_id: str, kinds: tuple[str, ...]) -> Select[Any]:
+    return select(ActionRecord.__table__).where(
+        ActionRecord.broker_id == broker_id,
+        ActionRecord.remote_id == remote_id,
+        ActionRecord.kind.in_(kinds),
+    )
 
 
 def unrecorded(

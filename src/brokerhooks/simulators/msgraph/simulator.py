@@ -17,7 +17,7 @@ import httpx
 from starlette.applications import Starlette
 
 from brokerhooks.simulators.msgraph import graph, identity, subscriptions
-from brokerhooks.simulators.msgraph.common import JSON, graph_timestamp
+from brokerhooks.simulators.msgraph.common import JSON, graph_timestamp, new_id
 from brokerhooks.simulators.msgraph.drive import Drive
 from brokerhooks.simulators.msgraph.fields import new_etag
 from brokerhooks.simulators.msgraph.mail import new_message
@@ -179,6 +179,33 @@ class MicrosoftGraphSimulator(Tenant):
             )
         await self.flush_notifications()
         return dict(task)
+
+    async def move_event(
+        self, upn: str, event_id: str, *, start: str, end: str, notify: bool = True
+    ) -> JSON:
+        """Move a calendar event, as its owner does in Outlook.
+
+        ``start`` and ``end`` are UTC date-times (``2027-01-08T09:00:00``).
+        """
+        with self.lock:
+            user = self.user(upn)
+            event = user.events[event_id]
+            event["start"] = {"dateTime": start, "timeZone": "UTC"}
+            event["end"] = {"dateTime": end, "timeZone": "UTC"}
+            event["lastModifiedDateTime"] = graph_timestamp()
+            event["@odata.etag"] = new_etag()
+            event["changeKey"] = new_id()
+            subscriptions.record_change(
+                self,
+                user,
+                "events",
+                event_id,
+                "updated",
+                etag=event["@odata.etag"],
+                notify=notify,
+            )
+        await self.flush_notifications()
+        return dict(event)
 
     async def send_lifecycle(self, subscription_id: str, event: str) -> None:
         """Send a lifecycle notification: reauthorizationRequired,
