@@ -217,3 +217,58 @@ def test_a_note_whose_action_has_not_said_what_it_made_is_matched_by_text(
         runs.end_action(connection, key, status=runs.DONE, remote_id="note-1")
     assert cause("Valuation ordered")["action"] == key
     assert cause("Valuation ordered", note_id="note-2") is None
+
+
+def test_a_calendar_events_change_is_its_steps_by_version_or_while_in_flight(
+    engine: Engine, settings: Settings
+) -> None:
+    broker = add_broker(engine, Vault(settings.fernet_keys), name="calendar")
+    deal = str(uuid.uuid4())
+
+    def step() -> str:
+        """The calendar step run for a new event of the deal, started: its key."""
+        event_id = queue_event(engine, broker.id, "dealChangesDueDate", deal, deal)
+        with transaction(engine, write=True) as connection:
+            key = schedule_one_action(
+                connection,
+                broker_id=broker.id,
+                event_id=event_id,
+                kind="calendar_event",
+                deal_id=deal,
+            )
+            runs.start_action(connection, key, "w")
+            return key
+
+    def finish(key: str, version: str) -> None:
+        with transaction(engine, write=True) as connection:
+            runs.end_action(
+                connection,
+                key,
+                status=runs.DONE,
+                remote_id="ev-1",
+                output={"done": "updated", "change_key": version},
+            )
+
+    def cause(version: str, event_id: str = "ev-1") -> Any:
+        with transaction(engine) as connection:
+            return cause_of(
+                connection,
+                broker_id=broker.id,
+                event_type="eventUpdated",
+                entity_id=event_id,
+                data={"id": event_id, "changeKey": version},
+            )
+
+    made = step()
+    finish(made, "v1")
+    assert cause("v1")["action"] == made
+    assert cause("v2") is None  # a person's change
+    assert cause("v1", event_id="ev-2") is None  # another event
+
+    moving = step()
+    # While the step moves it, a change it has not yet saved is its own.
+    assert cause("v2")["action"] == moving
+    finish(moving, "v2")
+    assert cause("v2")["action"] == moving
+    assert cause("v1")["action"] == made
+    assert cause("v3") is None

@@ -26,7 +26,8 @@ How a made item is recognised:
   such an action of the same deal by its text, which the action wrote;
 - a calendar event's change by its ``changeKey``, Outlook's version of the
   event, which the action that moved it keeps: a person's later change
-  gives another.
+  gives another. A change processed while the step that keeps the event
+  has an action in flight for the deal is taken for that action's.
 """
 
 from __future__ import annotations
@@ -115,12 +116,25 @@ def _changer(
     entity_id: str,
     data: Mapping[str, Any],
 ) -> runs.LedgerEntry | None:
-    """The action that left the item as it is now, by its version."""
+    """The action that left the item as it is now, by its version.
+
+    A change can be processed before its action has saved the version it
+    left (the action is still running, or its answer was lost and it waits
+    to be retried): then the change is taken for such an unfinished action
+    of the step that keeps the item, for the same deal.
+    """
     version = data.get("changeKey")
     if not isinstance(version, str) or not version:
         return None
-    for entry in runs.acted_on(connection, broker_id, entity_id, _MAKERS[subject]):
+    entries = runs.acted_on(connection, broker_id, entity_id, _MAKERS[subject])
+    for entry in entries:
         if (entry.output or {}).get("change_key") == version:
+            return entry
+    maker = entries[-1] if entries else None
+    if maker is None or maker.deal_id is None:
+        return None
+    for entry in runs.unrecorded(connection, broker_id, maker.deal_id, maker.kind):
+        if (entry.rule_id, entry.step_id) == (maker.rule_id, maker.step_id):
             return entry
     return None
 
