@@ -219,7 +219,7 @@ def test_a_note_whose_action_has_not_said_what_it_made_is_matched_by_text(
     assert cause("Valuation ordered", note_id="note-2") is None
 
 
-def test_a_calendar_events_change_is_its_steps_by_version_or_while_in_flight(
+def test_a_calendar_events_change_is_its_steps_by_version_replacement_or_flight(
     engine: Engine, settings: Settings
 ) -> None:
     broker = add_broker(engine, Vault(settings.fernet_keys), name="calendar")
@@ -239,24 +239,30 @@ def test_a_calendar_events_change_is_its_steps_by_version_or_while_in_flight(
             runs.start_action(connection, key, "w")
             return key
 
-    def finish(key: str, version: str) -> None:
+    def finish(key: str, version: str, made: str = "ev-1", **output: str) -> None:
         with transaction(engine, write=True) as connection:
             runs.end_action(
                 connection,
                 key,
                 status=runs.DONE,
-                remote_id="ev-1",
-                output={"done": "updated", "change_key": version},
+                remote_id=made,
+                output={"done": "updated", "change_key": version, **output},
             )
 
-    def cause(version: str, event_id: str = "ev-1") -> Any:
+    def cause(
+        version: str,
+        event_id: str = "ev-1",
+        change: str = "eventUpdated",
+        cancelled: bool = False,
+    ) -> Any:
+        data = {"id": event_id, "changeKey": version, "isCancelled": cancelled}
         with transaction(engine) as connection:
             return cause_of(
                 connection,
                 broker_id=broker.id,
-                event_type="eventUpdated",
+                event_type=change,
                 entity_id=event_id,
-                data={"id": event_id, "changeKey": version},
+                data=data,
             )
 
     made = step()
@@ -272,3 +278,25 @@ def test_a_calendar_events_change_is_its_steps_by_version_or_while_in_flight(
     assert cause("v2")["action"] == moving
     assert cause("v1")["action"] == made
     assert cause("v3") is None
+    # A deletion is never known by the version it last had.
+    assert cause("v2", change="eventDeleted") is None
+
+    # A step that replaces the event withdraws ev-1 and makes ev-2.
+    replacing = step()
+    finish(replacing, "w1", made="ev-2", replaced="ev-1")
+    assert cause("v3", change="eventDeleted")["action"] == replacing
+    assert cause("v3", cancelled=True)["action"] == replacing
+    assert cause("w1", event_id="ev-2")["action"] == replacing
+    assert cause("w1", event_id="ev-2", change="eventDeleted") is None
+
+    # A step scheduled for later has done nothing yet.
+    event_id = queue_event(engine, broker.id, "dealChangesDueDate", deal, deal)
+    with transaction(engine, write=True) as connection:
+        schedule_one_action(
+            connection,
+            broker_id=broker.id,
+            event_id=event_id,
+            kind="calendar_event",
+            deal_id=deal,
+        )
+    assert cause("w2", event_id="ev-2") is None

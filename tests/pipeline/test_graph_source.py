@@ -482,6 +482,75 @@ def test_a_calendar_event_a_rule_moved_is_told_from_one_a_person_moved(
     assert f"Moved in Outlook: Due: {DEAL_NAME}" in flow.notes()
 
 
+REPLACING_CALENDAR = """\
+rules:
+  - id: settlement
+    trigger: dealChangesDueDate
+    condition: deal.dueDate != null
+    actions:
+      - id: event
+        kind: calendar_event
+        connection: office
+        params:
+          subject: "Settlement: {{ deal.name }}"
+          start: "{{ deal.dueDate | date_add(hours=10) }}"
+          on_date_change: cancel
+  - id: gone-note
+    trigger: eventDeleted
+    condition: event.caused_by == null
+    actions:
+      - id: note
+        kind: salestrekker_note
+        params:
+          content: "Deleted in Outlook: {{ calendar_event.subject }}"
+"""
+
+
+def test_a_calendar_event_a_rule_replaced_is_told_from_one_a_person_deleted(
+    flow: Flow,
+) -> None:
+    with transaction(flow.engine, write=True) as db:
+        broker = get_broker(db, "acme")
+        for source in split_rule_file(
+            REPLACING_CALENDAR, source_name="calendar.yaml", connections=["office"]
+        ):
+            save_rule_source(db, broker.id, source)
+    warm_up(flow)
+    flow.subscribe("calendar")
+    deal = flow.salestrekker.DEAL_ID
+    due = date.today() + timedelta(days=28)
+
+    flow.drive(lambda st: st.set_due_date(deal, due))
+    flow.wait(lambda: len(flow.events("eventCreated")) == 1 and flow.idle())
+    flow.drive(lambda st: st.set_due_date(deal, due + timedelta(days=7)))
+    flow.wait(
+        lambda: (
+            len(flow.events("eventCreated")) == 2
+            and len(flow.events("eventDeleted")) == 1
+            and flow.idle()
+        )
+    )
+
+    first, second = flow.events("eventCreated")
+    [withdrawn] = flow.events("eventDeleted")
+    assert withdrawn["entity_id"] == first["entity_id"]
+    assert withdrawn["deal_id"] == deal
+    replacing = second["caused_by"]["action"]
+    assert withdrawn["caused_by"]["action"] == replacing
+    assert first["caused_by"]["action"] != replacing
+    [run] = [r for r in withdrawn["runs"] if r["rule"] == "gone-note"]
+    assert run["outcome"] == "condition_false"
+
+    flow.run(lambda: flow.graph.delete_event(ANN, second["entity_id"]))
+    flow.wait(lambda: len(flow.events("eventDeleted")) == 2 and flow.idle())
+
+    by_person = flow.events("eventDeleted")[1]
+    assert by_person["caused_by"] is None
+    [run] = [r for r in by_person["runs"] if r["rule"] == "gone-note"]
+    assert (run["outcome"], run["status"]) == ("fired", "succeeded")
+    assert f"Deleted in Outlook: Settlement: {DEAL_NAME}" in flow.notes()
+
+
 def test_graphs_repeats_and_forgeries_through_the_simulator(flow: Flow) -> None:
     flow.subscribe("inbox")
     flow.graph.duplicate_deliveries = 1

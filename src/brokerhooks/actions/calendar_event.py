@@ -14,7 +14,8 @@ When the same rule and step already made an event for the deal
 
 A prior event that no longer exists (deleted in Outlook) gives way to a new
 one. The output says what was done: ``created`` (no prior event, or it was
-gone), ``updated`` or ``replaced`` (cancelled and created anew).
+gone), ``updated`` or ``replaced`` (cancelled and created anew; ``replaced``
+also names the withdrawn event's id).
 """
 
 from __future__ import annotations
@@ -53,17 +54,17 @@ class CalendarEvent:
         prior = ctx.prior if ctx.prior and ctx.prior.remote_id else None
 
         async with graph(ctx) as client:
-            done = "created"
+            done, replaced = "created", None
             if prior is not None:
                 if params.on_date_change == "update" or same_dates(prior, fields):
                     event = await update(client, str(prior.remote_id), fields)
                     if event is not None:
                         return result(event, fields, "updated")
                 elif await withdraw(client, prior):
-                    done = "replaced"
+                    done, replaced = "replaced", str(prior.remote_id)
 
             event = await create(client, fields, ctx.key)
-        return result(event, fields, done)
+        return result(event, fields, done, replaced=replaced)
 
 
 def event_fields(params: CalendarEventParams) -> EventFields:
@@ -135,7 +136,10 @@ def same_dates(prior: PriorAction, fields: EventFields) -> bool:
     )
 
 
-def result(event: JSON, fields: EventFields, done: str) -> ActionResult:
+def result(
+    event: JSON, fields: EventFields, done: str, *, replaced: str | None = None
+) -> ActionResult:
+    """What the step made or changed; ``replaced``: the event it withdrew."""
     assert fields.start is not None
     assert fields.end is not None
     return ActionResult(
@@ -150,6 +154,7 @@ def result(event: JSON, fields: EventFields, done: str) -> ActionResult:
             # Outlook's version of the event as this action left it: a
             # notification of the change it made carries the same one.
             "change_key": event.get("changeKey"),
+            **({"replaced": replaced} if replaced else {}),
         },
     )
 

@@ -11,7 +11,8 @@ every rule in a chain is a different one, so every chain ends.
 
 An echo is the event of the item's making (``noteCreated``,
 ``taskCreated``, ``eventCreated``, ``messageCreated``), or of a change an
-action made to a calendar event it keeps in step (``eventUpdated``). What
+action made to a calendar event it keeps in step (``eventUpdated``,
+``eventDeleted``). What
 people do later to such an item (completing the task, editing the note,
 moving the event) is their own doing, not an echo.
 
@@ -26,8 +27,9 @@ How a made item is recognised:
   such an action of the same deal by its text, which the action wrote;
 - a calendar event's change by its ``changeKey``, Outlook's version of the
   event, which the action that moved it keeps: a person's later change
-  gives another. A change processed while the step that keeps the event
-  has an action in flight for the deal is taken for that action's.
+  gives another. Its cancelling or deletion, by the action of the same
+  step that replaced it. A change processed while the step that keeps the
+  event has an action in flight for the deal is taken for that action's.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ MAKING_EVENTS: dict[str, str] = {
     "eventCreated": "calendar_event",
     "messageCreated": "message",
 }
-# The event that tells of a change to an item an action keeps in step.
-CHANGING_EVENTS: dict[str, str] = {"eventUpdated": "calendar_event"}
+# The events that tell of a change to an item an action keeps in step.
+CHANGING_EVENTS: dict[str, str] = {
+    "eventUpdated": "calendar_event",
+    "eventDeleted": "calendar_event",
+}
 # The action kinds that make items of each subject.
 _MAKERS: dict[str, tuple[str, ...]] = {
     "note": ("salestrekker_note",),
@@ -74,7 +79,14 @@ def cause_of(
     if subject := MAKING_EVENTS.get(event_type):
         entry = _maker(connection, broker_id, subject, entity_id, data or {})
     elif subject := CHANGING_EVENTS.get(event_type):
-        entry = _changer(connection, broker_id, subject, entity_id, data or {})
+        entry = _changer(
+            connection,
+            broker_id,
+            subject,
+            entity_id,
+            data or {},
+            deleted=event_type.endswith("Deleted"),
+        )
     else:
         return None
     if entry is None:
@@ -115,28 +127,51 @@ def _changer(
     subject: str,
     entity_id: str,
     data: Mapping[str, Any],
+    *,
+    deleted: bool,
 ) -> runs.LedgerEntry | None:
-    """The action that left the item as it is now, by its version.
+    """The action that changed the item to what it is now.
 
-    A change can be processed before its action has saved the version it
-    left (the action is still running, or its answer was lost and it waits
-    to be retried): then the change is taken for such an unfinished action
-    of the step that keeps the item, for the same deal.
+    An update is known by its version: the action left the item with the
+    ``changeKey`` it kept. A cancelling or a deletion is the doing of an
+    action of the same step that replaced the item (its output names the
+    item it withdrew). A change can also be processed before its action
+    has saved what it did (the action is still running, or its answer was
+    lost and it waits to be retried): then the change is taken for such an
+    unfinished action of the step, for the same deal.
     """
-    version = data.get("changeKey")
-    if not isinstance(version, str) or not version:
-        return None
     entries = runs.acted_on(connection, broker_id, entity_id, _MAKERS[subject])
-    for entry in entries:
-        if (entry.output or {}).get("change_key") == version:
-            return entry
-    maker = entries[-1] if entries else None
-    if maker is None or maker.deal_id is None:
+    if not entries:
         return None
-    for entry in runs.unrecorded(connection, broker_id, maker.deal_id, maker.kind):
-        if (entry.rule_id, entry.step_id) == (maker.rule_id, maker.step_id):
+    version = data.get("changeKey")
+    if not deleted and isinstance(version, str) and version:
+        for entry in entries:
+            if (entry.output or {}).get("change_key") == version:
+                return entry
+    maker = entries[-1]
+    if maker.deal_id is None:
+        return None
+    step = runs.of_step(
+        connection, broker_id, maker.deal_id, maker.rule_id, maker.step_id
+    )
+    withdrawn = data.get("isCancelled") is True or deleted
+    for entry in step:
+        if withdrawn and (entry.output or {}).get("replaced") == entity_id:
             return entry
-    return None
+    return next((entry for entry in step if _in_flight(entry)), None)
+
+
+def _in_flight(entry: runs.LedgerEntry) -> bool:
+    """Whether the action may have acted without saying what it did.
+
+    Running, or waiting to be retried after an attempt: an action scheduled
+    for later that has not tried yet has done nothing.
+    """
+    if entry.remote_id is not None:
+        return False
+    return entry.status == runs.RUNNING or (
+        entry.status == runs.SCHEDULED and bool(entry.attempts)
+    )
 
 
 def _note_in_flight(

@@ -135,6 +135,23 @@ def _acting_on(broker_id: str, remote_id: str, kinds: tuple[str, ...]) -> Select
     )
 
 
+def of_step(
+    connection: Connection, broker_id: str, deal_id: str, rule_id: str, step_id: str
+) -> list[LedgerEntry]:
+    """The actions one rule's step took for one deal, newest first."""
+    rows = connection.execute(
+        select(ActionRecord.__table__)
+        .where(
+            ActionRecord.broker_id == broker_id,
+            ActionRecord.deal_id == deal_id,
+            ActionRecord.rule_id == rule_id,
+            ActionRecord.step_id == step_id,
+        )
+        .order_by(ActionRecord.created_at.desc())
+    ).all()
+    return [_entry(row) for row in rows]
+
+
 def unrecorded(
     connection: Connection, broker_id: str, deal_id: str, kind: str
 ) -> list[LedgerEntry]:

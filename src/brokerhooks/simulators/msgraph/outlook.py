@@ -246,4 +246,7 @@ def cancel_event(user: User, event_id: str, body: JSON) -> Answer:
     # calendar; the simulator keeps it, marked, so tests can see it.
     event["isCancelled"] = True
     event["cancellationComment"] = parameters.get("comment") or ""
+    event["lastModifiedDateTime"] = graph_timestamp()
+    event["@odata.etag"] = new_etag()
+    event["changeKey"] = new_id()
     return Answer(202)

@@ -207,6 +207,14 @@ class MicrosoftGraphSimulator(Tenant):
         await self.flush_notifications()
         return dict(event)
 
+    async def delete_event(self, upn: str, event_id: str) -> None:
+        """Delete a calendar event, as its owner does in Outlook."""
+        with self.lock:
+            user = self.user(upn)
+            del user.events[event_id]
+            subscriptions.record_change(self, user, "events", event_id, "deleted")
+        await self.flush_notifications()
+
     async def send_lifecycle(self, subscription_id: str, event: str) -> None:
         """Send a lifecycle notification: reauthorizationRequired,
         subscriptionRemoved (which also removes the subscription) or missed."""
