@@ -56,7 +56,7 @@ from tests.connectors.msgraph.conftest import (
     certificates,
     sim,
 )
-from tests.helpers import add_broker, pipeline_idle, wait_until
+from tests.helpers import add_broker, pipeline_idle, save_rules, wait_until
 from tests.rules.test_fields import _conforms
 from tests.servers import serve_in_thread
 
@@ -112,6 +112,12 @@ class Flow:
             )
         )
         return message
+
+    def add_rules(self, text: str) -> None:
+        """Store a rule file for the broker; its steps may use ``office``."""
+        with transaction(self.engine) as db:
+            broker_id = get_broker(db, "acme").id
+        save_rules(self.engine, broker_id, text, connections=["office"])
 
     def wait(self, condition: Callable[[], bool], timeout: float = 30) -> None:
         wait_until(condition, lambda: f"events: {self.events()}", timeout)
@@ -346,12 +352,7 @@ rules:
 
 
 def test_a_mail_a_rule_sent_to_a_watched_inbox_is_an_echo(flow: Flow) -> None:
-    with transaction(flow.engine, write=True) as db:
-        broker = get_broker(db, "acme")
-        for source in split_rule_file(
-            COPY_TO_SELF, source_name="copy.yaml", connections=["office"]
-        ):
-            save_rule_source(db, broker.id, source)
+    flow.add_rules(COPY_TO_SELF)
     flow.subscribe("inbox")
     flow.mail(JANE, "Rate question")
     # The copy arrives in the inbox it was sent to, headers and all, and is
@@ -424,18 +425,8 @@ rules:
 def test_a_calendar_event_a_rule_moved_is_told_from_one_a_person_moved(
     flow: Flow,
 ) -> None:
-    with transaction(flow.engine, write=True) as db:
-        broker = get_broker(db, "acme")
-        sources = [
-            *split_rule_file(
-                get_recipe("due-date-calendar").render({}),
-                source_name="calendar.yaml",
-                connections=["office"],
-            ),
-            *split_rule_file(MOVED_NOTE, source_name="moved.yaml"),
-        ]
-        for source in sources:
-            save_rule_source(db, broker.id, source)
+    flow.add_rules(get_recipe("due-date-calendar").render({}))
+    flow.add_rules(MOVED_NOTE)
     warm_up(flow)
     flow.subscribe("calendar")
     deal = flow.salestrekker.DEAL_ID
@@ -509,12 +500,7 @@ rules:
 def test_a_calendar_event_a_rule_replaced_is_told_from_one_a_person_deleted(
     flow: Flow,
 ) -> None:
-    with transaction(flow.engine, write=True) as db:
-        broker = get_broker(db, "acme")
-        for source in split_rule_file(
-            REPLACING_CALENDAR, source_name="calendar.yaml", connections=["office"]
-        ):
-            save_rule_source(db, broker.id, source)
+    flow.add_rules(REPLACING_CALENDAR)
     warm_up(flow)
     flow.subscribe("calendar")
     deal = flow.salestrekker.DEAL_ID
