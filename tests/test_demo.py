@@ -61,6 +61,8 @@ def test_demo_plays_the_journey_and_exits_zero(tmp_path: Path) -> None:
     )
     # What the rules made comes back, and is known for theirs: the notes they
     # write, and the mails to the broker's watched inbox (sent after it is).
-    assert "made by rule documents-note (salestrekker_note)" in result.stdout
-    mails_back = "event messageCreated         done             made by rule note-mail"
+    assert "caused by rule documents-note (salestrekker_note)" in result.stdout
+    mails_back = (
+        "event messageCreated         done             caused by rule note-mail"
+    )
     assert result.stdout.count(mails_back) == 2

@@ -366,7 +366,7 @@ def _describe(row: dict[str, Any]) -> str:
         text += "  " + "; ".join(parts)
     cause = json.loads(row["caused_by"]) if row["caused_by"] else None
     if cause:
-        text += f"  made by rule {cause['rule']} ({cause['kind']})"
+        text += f"  caused by rule {cause['rule']} ({cause['kind']})"
     if row["status_reason"] and row["status"] not in PENDING:
         text += f"  ({row['status_reason']})"
     return text

@@ -515,6 +515,6 @@ def test_an_echo_run_names_the_action_that_made_the_item(
 
     assert page.status_code == 200
     assert 'Rule <a href="/console/rules/answer">answer</a>: echo' in page.text
-    assert "made by step <code>reply</code> of rule" in page.text
+    assert "caused by step <code>reply</code> of rule" in page.text
     assert f'href="/console/events/{first}"' in page.text
-    assert "<dt>Made by</dt><dd>brokerhooks: step <code>reply</code>" in page.text
+    assert "<dt>Caused by</dt><dd>brokerhooks: step <code>reply</code>" in page.text

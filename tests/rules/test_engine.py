@@ -411,7 +411,7 @@ def test_a_rule_does_not_run_on_its_own_echo() -> None:
     assert decision.as_trace()["echo"]["action"] == "e1:approved-task:task"
     assert describe(decision).splitlines() == [
         "rule approved-task on dealChangesStage: echo",
-        "  not run: this event's item was made by step task of rule approved-task "
+        "  not run: this event was caused by step task of rule approved-task "
         "for event e1; a rule does not run on what its own work caused",
     ]
 
@@ -423,7 +423,7 @@ def test_a_rule_does_not_run_on_a_chain_it_started() -> None:
     text = describe(evaluate(rule_from(APPROVED), context))
 
     assert text.splitlines()[1] == (
-        "  not run: this event's item was made by step task of rule mailer for "
+        "  not run: this event was caused by step task of rule mailer for "
         "event e1, in a chain this rule started (mailer <- approved-task); a rule "
         "does not run on what its own work caused"
     )

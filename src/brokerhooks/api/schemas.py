@@ -105,7 +105,7 @@ class Trace(_Body):
     outcome: str | None = Field(
         default=None,
         description="`fired`, `condition_false`, `condition_failed`, "
-        "`not_triggered`, `disabled` or `echo` (the event's item was made by "
+        "`not_triggered`, `disabled` or `echo` (the event was caused by "
         "this rule's own work); absent when the rule could not run.",
     )
     echo: dict[str, Any] | None = Field(

@@ -380,7 +380,7 @@ def describe(decision: RuleDecision) -> str:
 def echo_reason(rule_id: str, caused_by: Mapping[str, Any]) -> str:
     """Why ``rule_id`` did not run on an event its own work caused."""
     text = (
-        f"not run: this event's item was made by step {caused_by.get('step')} of "
+        f"not run: this event was caused by step {caused_by.get('step')} of "
         f"rule {caused_by.get('rule')} for event {caused_by.get('event')}"
     )
     chain = [str(rule) for rule in caused_by.get("rules") or ()]
