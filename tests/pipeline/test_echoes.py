@@ -182,22 +182,30 @@ def test_a_back_test_sees_the_echo(flow: Flow) -> None:
     assert outcomes == ["echo", "fired"]
 
 
+def trying(engine: Engine, broker_id: str, deal: str, kind: str, **params: Any) -> str:
+    """A step of ``kind`` run for a new event of the deal, its try begun: its key."""
+    event_id = queue_event(engine, broker_id, "dealChangesDueDate", deal, deal)
+    with transaction(engine, write=True) as connection:
+        key = schedule_one_action(
+            connection,
+            broker_id=broker_id,
+            event_id=event_id,
+            kind=kind,
+            deal_id=deal,
+            params=params,
+        )
+        runs.start_action(connection, key, "w")
+    return key
+
+
 def test_a_note_whose_action_has_not_said_what_it_made_is_matched_by_text(
     engine: Engine, settings: Settings
 ) -> None:
     broker = add_broker(engine, Vault(settings.fernet_keys), name="notes")
     deal = str(uuid.uuid4())
-    event_id = queue_event(engine, broker.id, "dealChangesStage", deal, deal)
-    with transaction(engine, write=True) as connection:
-        key = schedule_one_action(
-            connection,
-            broker_id=broker.id,
-            event_id=event_id,
-            kind="salestrekker_note",
-            deal_id=deal,
-            params={"content": "Valuation ordered"},
-        )
-        runs.start_action(connection, key, "w")
+    key = trying(
+        engine, broker.id, deal, "salestrekker_note", content="Valuation ordered"
+    )
 
     def cause(content: str, note_id: str = "note-1") -> Any:
         with transaction(engine) as connection:
@@ -217,6 +225,18 @@ def test_a_note_whose_action_has_not_said_what_it_made_is_matched_by_text(
         runs.end_action(connection, key, status=runs.DONE, remote_id="note-1")
     assert cause("Valuation ordered")["action"] == key
     assert cause("Valuation ordered", note_id="note-2") is None
+    # A note step scheduled for later has written nothing yet.
+    event_id = queue_event(engine, broker.id, "dealChangesStage", deal, deal)
+    with transaction(engine, write=True) as connection:
+        schedule_one_action(
+            connection,
+            broker_id=broker.id,
+            event_id=event_id,
+            kind="salestrekker_note",
+            deal_id=deal,
+            params={"content": "Follow up"},
+        )
+    assert cause("Follow up", note_id="note-3") is None
 
 
 def test_a_calendar_events_change_is_its_steps_by_version_replacement_or_flight(
@@ -226,18 +246,7 @@ def test_a_calendar_events_change_is_its_steps_by_version_replacement_or_flight(
     deal = str(uuid.uuid4())
 
     def step() -> str:
-        """The calendar step run for a new event of the deal, started: its key."""
-        event_id = queue_event(engine, broker.id, "dealChangesDueDate", deal, deal)
-        with transaction(engine, write=True) as connection:
-            key = schedule_one_action(
-                connection,
-                broker_id=broker.id,
-                event_id=event_id,
-                kind="calendar_event",
-                deal_id=deal,
-            )
-            runs.start_action(connection, key, "w")
-            return key
+        return trying(engine, broker.id, deal, "calendar_event")
 
     def finish(key: str, version: str, made: str = "ev-1", **output: str) -> None:
         with transaction(engine, write=True) as connection:

@@ -154,24 +154,11 @@ def _changer(
     step = runs.of_step(
         connection, broker_id, maker.deal_id, maker.rule_id, maker.step_id
     )
-    withdrawn = data.get("isCancelled") is True or deleted
-    for entry in step:
-        if withdrawn and (entry.output or {}).get("replaced") == entity_id:
-            return entry
-    return next((entry for entry in step if _in_flight(entry)), None)
-
-
-def _in_flight(entry: runs.LedgerEntry) -> bool:
-    """Whether the action may have acted without saying what it did.
-
-    Running, or waiting to be retried after an attempt: an action scheduled
-    for later that has not tried yet has done nothing.
-    """
-    if entry.remote_id is not None:
-        return False
-    return entry.status == runs.RUNNING or (
-        entry.status == runs.SCHEDULED and bool(entry.attempts)
-    )
+    if data.get("isCancelled") is True or deleted:
+        for entry in step:
+            if (entry.output or {}).get("replaced") == entity_id:
+                return entry
+    return next((entry for entry in step if runs.in_flight(entry)), None)
 
 
 def _note_in_flight(

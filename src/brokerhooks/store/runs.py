@@ -157,8 +157,7 @@ def unrecorded(
 ) -> list[LedgerEntry]:
     """The deal's actions of ``kind`` that may have acted without saying what.
 
-    Scheduled or running, and with nothing remembered as made: an attempt
-    in flight, or one whose answer was lost. Newest first.
+    Those ``in_flight``, newest first.
     """
     rows = connection.execute(
         select(ActionRecord.__table__)
@@ -171,7 +170,21 @@ def unrecorded(
         )
         .order_by(ActionRecord.created_at.desc())
     ).all()
-    return [_entry(row) for row in rows]
+    return [entry for entry in map(_entry, rows) if in_flight(entry)]
+
+
+def in_flight(entry: LedgerEntry) -> bool:
+    """Whether the action may have acted without saying what it did.
+
+    Nothing remembered as made, and running, or waiting to be retried after
+    a try whose answer was lost: an action scheduled for later that has not
+    tried yet has done nothing.
+    """
+    if entry.remote_id is not None:
+        return False
+    return entry.status == RUNNING or (
+        entry.status == SCHEDULED and bool(entry.attempts)
+    )
 
 
 def schedule_action(
