@@ -48,7 +48,7 @@ from brokerhooks.simulators.msgraph.fields import (
     recipients,
     require_recipients,
 )
-from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User
+from brokerhooks.simulators.msgraph.state import SentMail, Tenant, User, addresses
 
 INBOX = "inbox"
 INBOX_FOLDER_ID = "AQMkAGI2TG93AAAuAAADinboxAAA="
@@ -335,9 +335,8 @@ def deliver_sent(tenant: Tenant, sender: User, message: JSON) -> None:
     }
     delivered: set[str] = set()
     for key in ("toRecipients", "ccRecipients", "bccRecipients"):
-        for recipient in message.get(key) or []:
-            address = (recipient.get("emailAddress") or {}).get("address")
-            user = tenant.find_user(address) if isinstance(address, str) else None
+        for address in addresses(message, key):
+            user = tenant.find_user(address)
             if user is None or user.id in delivered:
                 continue
             delivered.add(user.id)
@@ -348,10 +347,7 @@ def deliver_sent(tenant: Tenant, sender: User, message: JSON) -> None:
                 subject=str(message.get("subject") or ""),
                 body=str(body.get("content") or ""),
                 content_type=str(body.get("contentType") or "text").lower(),
-                cc=[
-                    str((cc.get("emailAddress") or {}).get("address"))
-                    for cc in message.get("ccRecipients") or []
-                ],
+                cc=addresses(message, "ccRecipients"),
                 headers=headers or None,
                 to=list(message.get("toRecipients") or []),
             )

@@ -211,14 +211,15 @@ class SentMail:
 
     @property
     def to(self) -> list[str]:
-        return _addresses(self.message, "toRecipients")
+        return addresses(self.message, "toRecipients")
 
     @property
     def cc(self) -> list[str]:
-        return _addresses(self.message, "ccRecipients")
+        return addresses(self.message, "ccRecipients")
 
 
-def _addresses(message: JSON, key: str) -> list[str]:
+def addresses(message: JSON, key: str) -> list[str]:
+    """The addresses of a message's ``toRecipients``, ``ccRecipients``, ..."""
     return [
         str(recipient.get("emailAddress", {}).get("address"))
         for recipient in message.get(key) or []
